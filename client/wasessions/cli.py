@@ -1,0 +1,1 @@
+"""The `wa-sessions` command line (placeholder until the CLI issue lands)."""

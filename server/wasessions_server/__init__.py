@@ -1,0 +1,1 @@
+"""wa-sessions server: keeps WhatsApp Web linked-device sessions alive behind a gRPC API."""
