@@ -1,0 +1,1 @@
+"""API layer: servicers, error mapping, health and reflection. The only layer importing grpc."""

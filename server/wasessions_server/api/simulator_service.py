@@ -1,0 +1,61 @@
+"""SimulatorService: drives the embedded simulated WhatsApp (fault injection)."""
+
+from __future__ import annotations
+
+from wasessions.v1 import simulator_service_pb2 as sim
+from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
+
+from wasessions_server.api import validation as check
+from wasessions_server.api.status import Ctx, unary
+from wasessions_server.engines.sim import SimEngine
+from wasessions_server.errors import ServiceError, Status
+from wasessions_server.manager import SessionManager
+
+
+class SimulatorService(sim_grpc.SimulatorServiceServicer):
+    def __init__(self, manager: SessionManager, engine: SimEngine) -> None:
+        self._manager = manager
+        self._engine = engine
+
+    def _sim_session(self, name: str) -> str:
+        session_id = check.session_name(name)
+        record = self._manager.get(session_id)
+        if record.engine != self._engine.name:
+            raise ServiceError(
+                Status.FAILED_PRECONDITION,
+                "NOT_A_SIM_SESSION",
+                f"session {session_id} runs on engine {record.engine!r}, not the simulator",
+            )
+        return session_id
+
+    @unary
+    async def ScanQrCode(
+        self, request: sim.ScanQrCodeRequest, context: Ctx
+    ) -> sim.ScanQrCodeResponse:
+        self._engine.scan_qr(self._sim_session(request.name))
+        return sim.ScanQrCodeResponse()
+
+    @unary
+    async def EnterPairingCode(
+        self, request: sim.EnterPairingCodeRequest, context: Ctx
+    ) -> sim.EnterPairingCodeResponse:
+        check.session_name(request.name)
+        code = check.pairing_code(request.code)
+        self._engine.enter_pairing_code(self._sim_session(request.name), code)
+        return sim.EnterPairingCodeResponse()
+
+    @unary
+    async def InjectDisconnect(
+        self, request: sim.InjectDisconnectRequest, context: Ctx
+    ) -> sim.InjectDisconnectResponse:
+        check.session_name(request.name)
+        code = check.disconnect_code(request.code)
+        self._engine.inject_disconnect(self._sim_session(request.name), code, request.message)
+        return sim.InjectDisconnectResponse()
+
+    @unary
+    async def SetNetwork(
+        self, request: sim.SetNetworkRequest, context: Ctx
+    ) -> sim.SetNetworkResponse:
+        self._engine.set_network(request.reachable)
+        return sim.SetNetworkResponse()

@@ -1,0 +1,92 @@
+"""The `Engine` protocol: the one seam between the manager and WhatsApp (real or simulated)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from wasessions_server.model import Account
+from wasessions_server.store import CredentialVault
+
+
+@dataclass(frozen=True, slots=True)
+class Qr:
+    """A QR code to show; `sequence` counts from 1 within one QR phase."""
+
+    value: str
+    expire_time: float
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class PairSuccess:
+    """The phone linked the device; credentials are stored. WhatsApp closes with 515 next."""
+
+    account: Account
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    account: Account
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The connection ended with WhatsApp's code; always the last event of a connection."""
+
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    time: float
+
+
+EngineEvent = Qr | PairSuccess | Opened | Closed | Activity
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectTarget:
+    session_id: str
+    vault: CredentialVault
+
+
+class Connection(Protocol):
+    """One connection attempt and, if it opens, its life."""
+
+    def events(self) -> AsyncIterator[EngineEvent]:
+        """Every event of the connection; the last one is `Closed`."""
+        ...
+
+    async def request_pairing_code(self, phone_number: str) -> str:
+        """An 8-character code for phone-number linking; only during the QR phase."""
+        ...
+
+    async def logout(self) -> None:
+        """Unlinks the device on WhatsApp's side and ends the connection (no `Closed`)."""
+        ...
+
+    async def close(self) -> None:
+        """Ends the connection WITHOUT logging out; the credentials stay valid."""
+        ...
+
+
+class Engine(Protocol):
+    name: str
+
+    async def connect(self, target: ConnectTarget) -> Connection:
+        """Starts connecting. Failure to connect is reported as a `Closed` event or raised
+        (the manager treats a raise as a 408 with the error's text)."""
+        ...
+
+    def has_credentials(self, vault: CredentialVault) -> bool:
+        """Whether the vault really holds credentials this engine can log in with."""
+        ...
+
+    async def logout_offline(self, vault: CredentialVault) -> None:
+        """Best effort: unlink the device when no connection is open."""
+        ...
+
+    async def aclose(self) -> None: ...

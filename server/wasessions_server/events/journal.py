@@ -1,0 +1,213 @@
+"""The event journal: group-committed to the store, then published in sequence order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from wasessions_server.errors import StorageError, shutting_down
+from wasessions_server.model import Cause, JournalEntry, SessionRecord
+from wasessions_server.store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[JournalEntry], None]
+T = TypeVar("T")
+_WAKE = JournalEntry(-1, "", Cause.CREATED, None, 0.0)  # wakes a reader; never delivered
+
+
+class FellBehind(Exception):
+    """The subscriber's queue overflowed: it missed changes and must resync."""
+
+
+class Subscription:
+    """A bounded queue of committed entries for one watcher."""
+
+    def __init__(self, journal: EventJournal, session_ids: frozenset[str] | None, size: int):
+        self.session_ids = session_ids
+        self._journal = journal
+        self._queue: asyncio.Queue[JournalEntry] = asyncio.Queue(size)
+        self._fell_behind = False
+        self._draining = False
+
+    def drain(self) -> None:
+        """Makes the reader's next `next` raise UNAVAILABLE (the server is shutting down)."""
+        self._draining = True
+        if self._queue.empty():
+            self._queue.put_nowait(_WAKE)
+
+    def wants(self, entry: JournalEntry) -> bool:
+        return self.session_ids is None or entry.session_id in self.session_ids
+
+    def offer(self, entry: JournalEntry) -> None:
+        if self._fell_behind:
+            return
+        try:
+            self._queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            # NOTE: a watcher that does not read must not hold the server's memory hostage:
+            # drop what it has queued and tell it to resync instead.
+            self._fell_behind = True
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(entry)  # wakes a waiting reader
+
+    async def next(self, wait_s: float) -> JournalEntry | None:
+        """The next entry; None after `wait_s` seconds without one. Raises FellBehind."""
+        try:
+            entry = await asyncio.wait_for(self._queue.get(), wait_s)
+        except TimeoutError:
+            entry = None
+        if self._draining:
+            raise shutting_down()
+        if self._fell_behind:
+            self._fell_behind = False
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            raise FellBehind
+        return entry
+
+    def close(self) -> None:
+        self._journal.unsubscribe(self)
+
+
+class EventJournal:
+    """Appends changes durably and publishes each one only after it is committed.
+
+    Appends are batched: every change queued while a commit is in flight goes into the next
+    transaction, so throughput grows with load while each change still waits for its commit.
+    """
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        *,
+        retention_events: int = 100_000,
+        subscriber_queue_size: int = 10_000,
+    ) -> None:
+        self.store = store
+        self.journal_id = store.journal_id
+        self._retention = retention_events
+        self._queue_size = subscriber_queue_size
+        # NOTE: one thread owns the SQLite connection; the event loop never touches the disk.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._pending: list[tuple[JournalEntry, asyncio.Future[JournalEntry]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._listeners: list[Listener] = []
+        self._subscriptions: set[Subscription] = set()
+        self._since_prune = 0
+        _, head = store.bounds()
+        self.head = head  # the last published (so durable) sequence number
+        self._next_seq = head + 1
+        self._closed = False
+        self.draining = False
+
+    async def run_blocking(self, fn: Callable[..., T], *args: object) -> T:
+        """Runs a store call on the journal's own thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Called in sequence order, in the event loop, for every committed entry."""
+        self._listeners.append(listener)
+
+    async def append(
+        self, session_id: str, record: SessionRecord | None, cause: Cause
+    ) -> JournalEntry:
+        """Commits one change and returns it once it is durable and published."""
+        if self._closed:
+            raise StorageError("the journal is closed (server shutting down)")
+        entry = JournalEntry(self._next_seq, session_id, cause, record, time.time())
+        self._next_seq += 1
+        future: asyncio.Future[JournalEntry] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(), name="journal-writer")
+        return await asyncio.shield(future)
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            entries = [entry for entry, _ in batch]
+            try:
+                await self.run_blocking(self.store.write_batch, entries)
+            except StorageError as error:
+                log.error("journal commit of %d changes failed: %s", len(entries), error)
+                # NOTE: nothing was written, so these sequence numbers are free again; later
+                # changes already queued are renumbered to keep the journal without gaps.
+                self._renumber_after_failure(len(entries))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for entry, future in batch:
+                self.head = entry.seq
+                self._publish(entry)
+                if not future.done():
+                    future.set_result(entry)
+            self._since_prune += len(entries)
+            if self._since_prune >= max(1000, self._retention // 10):
+                self._since_prune = 0
+                try:
+                    await self.run_blocking(self.store.prune, self._retention)
+                except StorageError as error:
+                    log.warning("journal prune failed: %s", error)
+
+    def _renumber_after_failure(self, failed: int) -> None:
+        renumbered = []
+        for entry, future in self._pending:
+            moved = JournalEntry(
+                entry.seq - failed, entry.session_id, entry.cause, entry.record, entry.time
+            )
+            renumbered.append((moved, future))
+        self._pending = renumbered
+        self._next_seq -= failed
+
+    def _publish(self, entry: JournalEntry) -> None:
+        for listener in self._listeners:
+            try:
+                listener(entry)
+            except Exception:
+                log.exception("journal listener failed on entry %d", entry.seq)
+        for subscription in self._subscriptions:
+            if subscription.wants(entry):
+                subscription.offer(entry)
+
+    def subscribe(self, session_ids: frozenset[str] | None) -> Subscription:
+        """A queue of every entry published from now on (matching `session_ids`)."""
+        if self.draining:
+            raise shutting_down()
+        subscription = Subscription(self, session_ids, self._queue_size)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def drain(self) -> None:
+        """Ends every subscription with UNAVAILABLE; new ones are refused."""
+        self.draining = True
+        for subscription in self._subscriptions:
+            subscription.drain()
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)
+
+    async def read_after(self, after: int, upto: int, limit: int) -> list[JournalEntry] | None:
+        return await self.run_blocking(self.store.read_after, after, upto, limit)
+
+    async def flush(self) -> None:
+        """Waits until every change appended so far is committed (or failed)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait({self._writer})
+
+    async def close(self) -> None:
+        await self.flush()
+        self._closed = True
+        await self.run_blocking(self.store.close)
+        self._executor.shutdown(wait=True)

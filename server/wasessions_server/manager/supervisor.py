@@ -1,0 +1,468 @@
+"""One supervisor per session: it drives the engine and decides, from each close's code, what
+happens next, with the retry loop built from tenacity primitives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from wasessions_server.engines import (
+    Activity,
+    Closed,
+    Connection,
+    ConnectTarget,
+    Engine,
+    Opened,
+    PairSuccess,
+    Qr,
+)
+from wasessions_server.events import EventJournal
+from wasessions_server.manager.qr import QrBoard, QrOutcome
+from wasessions_server.manager.ratelimit import ConnectRateLimiter
+from wasessions_server.model import Cause, Disconnect, RequiredAction, RetryProgress, SessionRecord
+from wasessions_server.model import State as S
+from wasessions_server.policy import Action, CodeRule, ReconnectPolicy, is_qr_window_over
+from wasessions_server.policy import codes as wa
+from wasessions_server.store import CredentialVault
+
+log = logging.getLogger(__name__)
+
+# NOTE: 515 is normal once (after pairing) and now and then; a server that answers every
+# connect with 515 would otherwise be reconnected to at once, forever.
+_MAX_RESTARTS_IN_A_ROW = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorSettings:
+    policy: ReconnectPolicy
+    stable_after_s: float = 60.0
+    connect_timeout_s: float = 60.0
+    close_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEnd:
+    """How one connection ended: its close, and whether it had stayed up long enough to
+    reset the retry attempts."""
+
+    close: Closed
+    stable: bool
+
+
+class ConnectionClosed(Exception):
+    """A failed attempt, as tenacity sees it."""
+
+    def __init__(self, end: ConnectionEnd) -> None:
+        super().__init__(f"closed with {end.close.code}: {end.close.message}")
+        self.end = end
+
+
+class _WaitForCode(wait_base):
+    """Waits as the rule for the last close's code says (exponential, capped, jittered)."""
+
+    def __init__(self, policy: ReconnectPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return _rule_of(self.policy, retry_state).backoff.wait()(retry_state)
+
+
+class _StopForCode(stop_base):
+    """Stops after the number of retries the rule for the last close's code allows.
+
+    NOTE: the close that began the sequence counts as tenacity's attempt 1, so retry n is
+    attempt n + 1.
+    """
+
+    def __init__(self, policy: ReconnectPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        rule = _rule_of(self.policy, retry_state)
+        return retry_state.attempt_number > rule.backoff.max_attempts
+
+
+def _rule_of(policy: ReconnectPolicy, retry_state: RetryCallState) -> CodeRule:
+    end = _end_of(retry_state)
+    return policy.rule_for(end.close.code, end.close.message)
+
+
+def _end_of(retry_state: RetryCallState) -> ConnectionEnd:
+    assert retry_state.outcome is not None
+    error = retry_state.outcome.exception()
+    assert isinstance(error, ConnectionClosed)
+    return error.end
+
+
+class SessionSupervisor:
+    """Runs one session: connect, follow the connection's events, apply the policy on close.
+
+    `record` is the session as last committed; every change goes through `commit`, which
+    makes it durable (and visible to watchers) before it returns.
+    """
+
+    def __init__(
+        self,
+        record: SessionRecord,
+        engine: Engine,
+        vault: CredentialVault,
+        journal: EventJournal,
+        limiter: ConnectRateLimiter,
+        settings: SupervisorSettings,
+    ) -> None:
+        self.record = record
+        self.engine = engine
+        self.vault = vault
+        self.qr = QrBoard()
+        self.operations = asyncio.Lock()  # serialises start / stop / logout / delete / relink
+        self.settled = asyncio.Event()  # set once the current run leaves CONNECTING
+        self._journal = journal
+        self._limiter = limiter
+        self._settings = settings
+        self._policy = settings.policy
+        self._mutation = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._connection: Connection | None = None
+        self._connection_open = False
+        self._detach = False
+        self._retry_now = asyncio.Event()
+
+    @property
+    def session_id(self) -> str:
+        return self.record.session_id
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def live_connection(self) -> Connection | None:
+        return self._connection
+
+    # Changes ----------------------------------------------------------------------------------
+
+    async def commit(self, cause: Cause, **changes: Any) -> SessionRecord:
+        """Applies `changes` to the record and returns it once durable."""
+        async with self._mutation:
+            now = time.time()
+            current = self.record
+            updated = dataclasses.replace(
+                current,
+                **changes,
+                has_credentials=await self._has_credentials(),
+                update_time=now,
+            )
+            if updated.state != current.state:
+                updated = dataclasses.replace(updated, state_change_time=now)
+            await self._journal.append(self.session_id, updated, cause)
+            if updated.state is not S.CONNECTING:
+                self.settled.set()
+            return self.record
+
+    async def _has_credentials(self) -> bool:
+        return self.engine.has_credentials(self.vault)
+
+    def note_activity(self, when: float) -> None:
+        # NOTE: activity is frequent and not a state change: it is kept in memory and goes to
+        # disk with the next change, instead of a journal entry each time.
+        self.record = dataclasses.replace(self.record, last_activity_time=when)
+
+    # Life cycle -------------------------------------------------------------------------------
+
+    def launch(self) -> None:
+        """Starts the run task (the record must already say CONNECTING)."""
+        if self.running:
+            return
+        self.settled.clear()
+        self._retry_now.clear()
+        self._task = asyncio.create_task(self._run(), name=f"session:{self.session_id}")
+
+    def retry_now(self) -> None:
+        """Cuts a RECONNECTING wait short."""
+        self._retry_now.set()
+
+    async def halt(self, *, keep_connection: bool = False) -> Connection | None:
+        """Stops the run task; closes the connection WITHOUT logging out, or hands it over
+        (still open) when `keep_connection` is set and it was open."""
+        task = self._task
+        if task is None or task.done():
+            return None
+        self._detach = keep_connection
+        handed_over = self._connection if self._connection_open else None
+        task.cancel()
+        try:
+            await asyncio.wait({task})
+        finally:
+            self._detach = False
+        if not keep_connection or handed_over is None:
+            return None
+        return handed_over
+
+    async def close_connection(self, connection: Connection) -> None:
+        try:
+            await asyncio.wait_for(connection.close(), self._settings.close_timeout_s)
+        except Exception as error:
+            log.warning("session %s: closing the connection failed: %s", self.session_id, error)
+
+    # The run ----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            end: ConnectionEnd | None = await self._hold(retry=None)
+            while end is not None:
+                end = await self._after_close(end)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("session %s: supervisor failed", self.session_id)
+            with contextlib.suppress(Exception):
+                await self.commit(
+                    Cause.CLOSED,
+                    state=S.FAILED,
+                    required_action=RequiredAction.START_SESSION,
+                    status_message="Stopped by an internal error (see the server log); "
+                    "StartSession tries again.",
+                    retry=None,
+                )
+        finally:
+            self.settled.set()
+            self.qr.finish(QrOutcome.STOPPED)
+
+    async def _after_close(self, end: ConnectionEnd) -> ConnectionEnd | None:
+        """Applies the policy to a close; returns the next close to handle, or None."""
+        close = end.close
+        rule = self._policy.rule_for(close.code, close.message)
+        if rule.action in (Action.RECONNECT, Action.RESTART):
+            return await self._reconnect(end)
+        if rule.action is Action.LOGOUT:
+            await asyncio.to_thread(self.vault.wipe)
+            await self.commit(
+                Cause.CLOSED,
+                state=S.LOGGED_OUT,
+                required_action=rule.required_action,
+                last_disconnect=_disconnect(close),
+                retry=None,
+                account=None,
+                status_message=f"Logged out by WhatsApp ({close.code} {rule.reason}); "
+                "credentials wiped. StartSession begins a new QR login.",
+            )
+            return None
+        await self.commit(
+            Cause.CLOSED,
+            state=S.FAILED,
+            required_action=rule.required_action,
+            last_disconnect=_disconnect(close),
+            retry=None,
+            status_message=_failed_message(close, rule),
+        )
+        return None
+
+    async def _reconnect(self, first: ConnectionEnd) -> ConnectionEnd | None:
+        """One retry sequence. Returns a close the sequence does not retry (for the caller to
+        apply), a close after a stable connection (a new sequence starts), or None."""
+        pending = [first]
+        retrying = AsyncRetrying(
+            sleep=self._sleep,
+            wait=_WaitForCode(self._policy),
+            stop=_StopForCode(self._policy),
+            retry=retry_if_exception(self._is_retryable),
+            before_sleep=self._announce_retry,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if pending:
+                        raise ConnectionClosed(pending.pop())
+                    number = attempt.retry_state.attempt_number - 1
+                    end = await self._hold(retry=number)
+                    if end.stable and self._is_retryable(ConnectionClosed(end)):
+                        return end
+                    raise ConnectionClosed(end)
+        except RetryError as exhausted:
+            error = exhausted.last_attempt.exception()
+            assert isinstance(error, ConnectionClosed)
+            await self._give_up(error.end.close)
+            return None
+        except ConnectionClosed as terminal:
+            return terminal.end
+        return None
+
+    def _is_retryable(self, error: BaseException) -> bool:
+        if not isinstance(error, ConnectionClosed):
+            return False
+        close = error.end.close
+        action = self._policy.rule_for(close.code, close.message).action
+        return action in (Action.RECONNECT, Action.RESTART)
+
+    async def _announce_retry(self, retry_state: RetryCallState) -> None:
+        close = _end_of(retry_state).close
+        rule = self._policy.rule_for(close.code, close.message)
+        delay = retry_state.upcoming_sleep
+        network = close.code == wa.CONNECTION_LOST
+        await self.commit(
+            Cause.CLOSED,
+            state=S.RECONNECTING,
+            required_action=RequiredAction.CHECK_NETWORK if network else RequiredAction.WAIT,
+            last_disconnect=_disconnect(close),
+            retry=RetryProgress(
+                attempt=retry_state.attempt_number,
+                max_attempts=rule.backoff.max_attempts,
+                next_attempt_time=time.time() + delay,
+            ),
+            status_message=f"Closed with {close.code} {rule.reason}; retry "
+            f"{retry_state.attempt_number} of {rule.backoff.max_attempts} in {delay:.1f} s.",
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._retry_now.wait(), seconds)
+
+    async def _give_up(self, close: Closed) -> None:
+        rule = self._policy.rule_for(close.code, close.message)
+        attempts = rule.backoff.max_attempts
+        await self.commit(
+            Cause.CLOSED,
+            state=S.FAILED,
+            required_action=RequiredAction.START_SESSION,
+            last_disconnect=_disconnect(close),
+            retry=RetryProgress(attempt=attempts, max_attempts=attempts, next_attempt_time=None),
+            status_message=f"Gave up after {attempts} retries (last close {close.code} "
+            f"{rule.reason}); StartSession tries again.",
+        )
+
+    async def _hold(self, retry: int | None) -> ConnectionEnd:
+        """Connects and follows the connection until it closes; 515 restarts at once here,
+        without counting as a failed attempt."""
+        restarts = 0
+        if retry is None:
+            state_changes: dict[str, Any] = {}
+            cause = Cause.STARTED
+        else:
+            state_changes = self._retry_changes(retry)
+            cause = Cause.RETRY_STARTED
+        while True:
+            if state_changes:
+                await self.commit(cause, **state_changes)
+            end = await self._connect_once()
+            close = end.close
+            rule = self._policy.rule_for(close.code, close.message)
+            if rule.action is not Action.RESTART or restarts >= _MAX_RESTARTS_IN_A_ROW:
+                return end
+            restarts += 1
+            cause = Cause.CLOSED
+            state_changes = {
+                "state": S.CONNECTING,
+                "required_action": RequiredAction.NONE,
+                "last_disconnect": _disconnect(close),
+                "retry": None,
+                "status_message": f"WhatsApp asked for a restart ({close.code}); reconnecting.",
+            }
+
+    def _retry_changes(self, retry: int) -> dict[str, Any]:
+        progress = self.record.retry
+        return {
+            "state": S.RECONNECTING,
+            "retry": RetryProgress(
+                attempt=retry,
+                max_attempts=progress.max_attempts if progress else retry,
+                next_attempt_time=None,
+            ),
+            "status_message": f"Retry {retry}: connecting.",
+        }
+
+    async def _connect_once(self) -> ConnectionEnd:
+        self._retry_now.clear()
+        await self._limiter.acquire()
+        target = ConnectTarget(self.session_id, self.vault)
+        try:
+            connection = await asyncio.wait_for(
+                self.engine.connect(target), self._settings.connect_timeout_s
+            )
+        except Exception as error:
+            message = str(error) or type(error).__name__
+            return ConnectionEnd(Closed(wa.CONNECTION_LOST, message), stable=False)
+        self._connection = connection
+        opened_at: float | None = None
+        try:
+            async for event in connection.events():
+                if isinstance(event, Closed):
+                    if is_qr_window_over(event.code, event.message):
+                        self.qr.finish(QrOutcome.EXPIRED)
+                    self._connection_open = False
+                    up = time.monotonic() - opened_at if opened_at is not None else 0.0
+                    return ConnectionEnd(event, up >= self._settings.stable_after_s)
+                if isinstance(event, Qr):
+                    await self._on_qr(event)
+                elif isinstance(event, PairSuccess):
+                    self.qr.finish(QrOutcome.PAIRED)
+                    await self.commit(
+                        Cause.PAIRED,
+                        state=S.PAIRING,
+                        required_action=RequiredAction.WAIT,
+                        account=event.account,
+                        status_message="Linked; waiting for WhatsApp's restart (515).",
+                    )
+                elif isinstance(event, Opened):
+                    opened_at = time.monotonic()
+                    self._connection_open = True
+                    await self.commit(
+                        Cause.OPENED,
+                        state=S.CONNECTED,
+                        required_action=RequiredAction.NONE,
+                        account=event.account,
+                        retry=None,
+                        status_message="Connected.",
+                    )
+                    self.settled.set()
+                elif isinstance(event, Activity):
+                    self.note_activity(event.time)
+            return ConnectionEnd(
+                Closed(wa.CONNECTION_CLOSED, "the engine ended the connection without a code"),
+                stable=False,
+            )
+        finally:
+            self._connection = None
+            self._connection_open = False
+            if not self._detach:
+                await self.close_connection(connection)
+
+    async def _on_qr(self, qr: Qr) -> None:
+        self.qr.show(qr)
+        if self.record.state is not S.QR_PENDING:
+            await self.commit(
+                Cause.QR_SHOWN,
+                state=S.QR_PENDING,
+                required_action=RequiredAction.SCAN_QR,
+                retry=None,
+                status_message="Scan the QR code (WatchQrCodes) or request a pairing code.",
+            )
+        self.settled.set()
+
+
+def _disconnect(close: Closed) -> Disconnect:
+    return Disconnect(
+        close.code, wa.reason_for(close.code, close.message), close.message, time.time()
+    )
+
+
+_FAILED_MESSAGES = {
+    RequiredAction.CONTACT_SUPPORT: "the account is banned or restricted; contact WhatsApp support",
+    RequiredAction.UPDATE_CLIENT: "WhatsApp rejected this client version; update the service",
+    RequiredAction.RESOLVE_CONFLICT: "another client uses these credentials; stop it, then "
+    "StartSession (never reconnected automatically: that would ping-pong)",
+    RequiredAction.START_SESSION: "StartSession tries again",
+}
+
+
+def _failed_message(close: Closed, rule: CodeRule) -> str:
+    what = _FAILED_MESSAGES.get(rule.required_action, "see required_action")
+    return f"Stopped after {close.code} {wa.reason_for(close.code, close.message)}: {what}."
