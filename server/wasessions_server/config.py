@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wasessions_server.engines.registry import KNOWN_ENGINES
 from wasessions_server.errors import ConfigError
 from wasessions_server.manager import ManagerSettings
 from wasessions_server.policy import QrSchedule, policy_from_spec
 from wasessions_server.policy.table import positive_float, positive_int
-
-KNOWN_ENGINES = ("sim",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +32,12 @@ class ServerConfig:
     data_dir: Path = Path("./data")
     #: The engine of new sessions that name none.
     engine: str = "sim"
+    #: The engines sessions may use; the default engine is always one of them.
+    engines: tuple[str, ...] = ("sim",)
     manager: ManagerSettings = field(default_factory=ManagerSettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
     #: How long in-flight RPCs get to finish on SIGTERM before they are cancelled.
     shutdown_grace_s: float = 5.0
-
-    @property
-    def engines(self) -> tuple[str, ...]:
-        return (self.engine,)
 
 
 _TOP_KEYS = {
@@ -95,6 +92,7 @@ def config_from_mapping(data: Mapping[str, Any]) -> ServerConfig:
     engine = _string(data.get("engine", "sim"), "engine")
     if engine not in KNOWN_ENGINES:
         raise ConfigError(f"engine: expected one of {', '.join(KNOWN_ENGINES)}, got {engine!r}")
+    engines = _engines(data.get("engines"), engine)
     policy = policy_from_spec(_section(data, "policy"))
     qr_spec = _section(data, "qr")
     _only(qr_spec, {"first_timeout_s", "timeout_s", "max_codes"}, "qr")
@@ -131,12 +129,30 @@ def config_from_mapping(data: Mapping[str, Any]) -> ServerConfig:
         listen=listen,
         data_dir=Path(_string(data.get("data_dir", "./data"), "data_dir")),
         engine=engine,
+        engines=engines,
         manager=ManagerSettings(policy=policy, qr=qr, default_engine=engine, **values),
         journal=journal,
         shutdown_grace_s=positive_float(
             data.get("shutdown_grace_s", 5.0), "shutdown_grace_s", zero=True
         ),
     )
+
+
+def _engines(value: Any, default: str) -> tuple[str, ...]:
+    if value is None:
+        return (default,)
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"engines: expected a list of engine names, got {value!r}")
+    for name in value:
+        if name not in KNOWN_ENGINES:
+            raise ConfigError(
+                f"engines: unknown engine {name!r} (known: {', '.join(KNOWN_ENGINES)})"
+            )
+    if default not in value:
+        raise ConfigError(f"engines: must include the default engine {default!r}")
+    return tuple(dict.fromkeys(value))
 
 
 def _string(value: Any, where: str) -> str:

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from wasessions_server.api.server import BindError, WaSessionsServer
-from wasessions_server.config import KNOWN_ENGINES, load_config
+from wasessions_server.config import load_config
+from wasessions_server.engines.registry import KNOWN_ENGINES
 from wasessions_server.errors import ConfigError, StorageError
 from wasessions_server.store import DataDirLocked
 
@@ -33,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="registry, journal and credentials (default ./data)")
     parser.add_argument(
         "--engine", help=f"default engine of new sessions ({', '.join(KNOWN_ENGINES)})"
+    )
+    parser.add_argument(
+        "--engines", help="comma-separated engines sessions may use (default: the --engine one)"
     )
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--log-level", default=os.environ.get("WASESSIONS_LOG_LEVEL", "INFO"))
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "listen": args.listen or env.get("WASESSIONS_LISTEN"),
         "data_dir": args.data_dir or env.get("WASESSIONS_DATA_DIR"),
         "engine": args.engine or env.get("WASESSIONS_ENGINE"),
+        "engines": args.engines or env.get("WASESSIONS_ENGINES"),
     }
     try:
         config = load_config(config_path, overrides)

@@ -103,6 +103,8 @@ class SessionRecord:
     state_change_time: float = 0.0
     last_activity_time: float | None = None
     request_id: str = ""
+    #: The proxy URL as given (it may hold a password: never shown, see `redacted_proxy`).
+    proxy: str = ""
 
     @property
     def name(self) -> str:
@@ -125,6 +127,7 @@ class SessionRecord:
             "state_change_time": self.state_change_time,
             "last_activity_time": self.last_activity_time,
             "request_id": self.request_id,
+            "proxy": self.proxy,
         }
 
     @classmethod
@@ -146,7 +149,16 @@ class SessionRecord:
             state_change_time=float(data.get("state_change_time", 0.0)),
             last_activity_time=data.get("last_activity_time"),
             request_id=data.get("request_id", ""),
+            proxy=data.get("proxy", ""),
         )
+
+
+def redact_proxy(url: str) -> str:
+    """The proxy URL without its user and password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def _dataclass_json(value: Disconnect | RetryProgress | Account | None) -> dict[str, Any] | None:

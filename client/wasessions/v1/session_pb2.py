@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bwasessions/v1/session.proto\x12\rwasessions.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd4\x07\n\x07Session\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.wasessions.v1.Session.State\x12>\n\x0frequired_action\x18\x03 \x01(\x0e\x32%.wasessions.v1.Session.RequiredAction\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0flast_disconnect\x18\x05 \x01(\x0b\x32\x19.wasessions.v1.Disconnect\x12+\n\x05retry\x18\x06 \x01(\x0b\x32\x1c.wasessions.v1.RetryProgress\x12\x17\n\x0fhas_credentials\x18\x07 \x01(\x08\x12\'\n\x07\x61\x63\x63ount\x18\x08 \x01(\x0b\x32\x16.wasessions.v1.Account\x12\x32\n\x06labels\x18\t \x03(\x0b\x32\".wasessions.v1.Session.LabelsEntry\x12\x0e\n\x06\x65ngine\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11state_change_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12last_activity_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x95\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07STOPPED\x10\x01\x12\x0e\n\nCONNECTING\x10\x02\x12\x0e\n\nQR_PENDING\x10\x03\x12\x0b\n\x07PAIRING\x10\x04\x12\r\n\tCONNECTED\x10\x05\x12\x10\n\x0cRECONNECTING\x10\x06\x12\x0e\n\nLOGGED_OUT\x10\x07\x12\n\n\x06\x46\x41ILED\x10\x08\"\xb6\x01\n\x0eRequiredAction\x12\x1f\n\x1bREQUIRED_ACTION_UNSPECIFIED\x10\x00\x12\x08\n\x04NONE\x10\x01\x12\x08\n\x04WAIT\x10\x02\x12\x0b\n\x07SCAN_QR\x10\x03\x12\x11\n\rSTART_SESSION\x10\x04\x12\x11\n\rCHECK_NETWORK\x10\x05\x12\x14\n\x10RESOLVE_CONFLICT\x10\x06\x12\x13\n\x0f\x43ONTACT_SUPPORT\x10\x07\x12\x11\n\rUPDATE_CLIENT\x10\x08\"e\n\nDisconnect\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"m\n\rRetryProgress\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x02 \x01(\x05\x12\x35\n\x11next_attempt_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x07\x41\x63\x63ount\x12\x0b\n\x03jid\x18\x01 \x01(\t\x12\x14\n\x0cphone_number\x18\x02 \x01(\t\x12\x11\n\tpush_name\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bwasessions/v1/session.proto\x12\rwasessions.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x07\n\x07Session\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.wasessions.v1.Session.State\x12>\n\x0frequired_action\x18\x03 \x01(\x0e\x32%.wasessions.v1.Session.RequiredAction\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\x12\x32\n\x0flast_disconnect\x18\x05 \x01(\x0b\x32\x19.wasessions.v1.Disconnect\x12+\n\x05retry\x18\x06 \x01(\x0b\x32\x1c.wasessions.v1.RetryProgress\x12\x17\n\x0fhas_credentials\x18\x07 \x01(\x08\x12\'\n\x07\x61\x63\x63ount\x18\x08 \x01(\x0b\x32\x16.wasessions.v1.Account\x12\x32\n\x06labels\x18\t \x03(\x0b\x32\".wasessions.v1.Session.LabelsEntry\x12\x0e\n\x06\x65ngine\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11state_change_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12last_activity_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05proxy\x18\x0f \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x95\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07STOPPED\x10\x01\x12\x0e\n\nCONNECTING\x10\x02\x12\x0e\n\nQR_PENDING\x10\x03\x12\x0b\n\x07PAIRING\x10\x04\x12\r\n\tCONNECTED\x10\x05\x12\x10\n\x0cRECONNECTING\x10\x06\x12\x0e\n\nLOGGED_OUT\x10\x07\x12\n\n\x06\x46\x41ILED\x10\x08\"\xb6\x01\n\x0eRequiredAction\x12\x1f\n\x1bREQUIRED_ACTION_UNSPECIFIED\x10\x00\x12\x08\n\x04NONE\x10\x01\x12\x08\n\x04WAIT\x10\x02\x12\x0b\n\x07SCAN_QR\x10\x03\x12\x11\n\rSTART_SESSION\x10\x04\x12\x11\n\rCHECK_NETWORK\x10\x05\x12\x14\n\x10RESOLVE_CONFLICT\x10\x06\x12\x13\n\x0f\x43ONTACT_SUPPORT\x10\x07\x12\x11\n\rUPDATE_CLIENT\x10\x08\"e\n\nDisconnect\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"m\n\rRetryProgress\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x02 \x01(\x05\x12\x35\n\x11next_attempt_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x07\x41\x63\x63ount\x12\x0b\n\x03jid\x18\x01 \x01(\t\x12\x14\n\x0cphone_number\x18\x02 \x01(\t\x12\x11\n\tpush_name\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSION_LABELSENTRY']._loaded_options = None
   _globals['_SESSION_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_SESSION']._serialized_start=80
-  _globals['_SESSION']._serialized_end=1060
-  _globals['_SESSION_LABELSENTRY']._serialized_start=678
-  _globals['_SESSION_LABELSENTRY']._serialized_end=723
-  _globals['_SESSION_STATE']._serialized_start=726
-  _globals['_SESSION_STATE']._serialized_end=875
-  _globals['_SESSION_REQUIREDACTION']._serialized_start=878
-  _globals['_SESSION_REQUIREDACTION']._serialized_end=1060
-  _globals['_DISCONNECT']._serialized_start=1062
-  _globals['_DISCONNECT']._serialized_end=1163
-  _globals['_RETRYPROGRESS']._serialized_start=1165
-  _globals['_RETRYPROGRESS']._serialized_end=1274
-  _globals['_ACCOUNT']._serialized_start=1276
-  _globals['_ACCOUNT']._serialized_end=1339
+  _globals['_SESSION']._serialized_end=1075
+  _globals['_SESSION_LABELSENTRY']._serialized_start=693
+  _globals['_SESSION_LABELSENTRY']._serialized_end=738
+  _globals['_SESSION_STATE']._serialized_start=741
+  _globals['_SESSION_STATE']._serialized_end=890
+  _globals['_SESSION_REQUIREDACTION']._serialized_start=893
+  _globals['_SESSION_REQUIREDACTION']._serialized_end=1075
+  _globals['_DISCONNECT']._serialized_start=1077
+  _globals['_DISCONNECT']._serialized_end=1178
+  _globals['_RETRYPROGRESS']._serialized_start=1180
+  _globals['_RETRYPROGRESS']._serialized_end=1289
+  _globals['_ACCOUNT']._serialized_start=1291
+  _globals['_ACCOUNT']._serialized_end=1354
 # @@protoc_insertion_point(module_scope)

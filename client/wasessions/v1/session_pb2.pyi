@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Session(_message.Message):
-    __slots__ = ("name", "state", "required_action", "status_message", "last_disconnect", "retry", "has_credentials", "account", "labels", "engine", "create_time", "update_time", "state_change_time", "last_activity_time")
+    __slots__ = ("name", "state", "required_action", "status_message", "last_disconnect", "retry", "has_credentials", "account", "labels", "engine", "create_time", "update_time", "state_change_time", "last_activity_time", "proxy")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Session.State]
@@ -73,6 +73,7 @@ class Session(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_ACTIVITY_TIME_FIELD_NUMBER: _ClassVar[int]
+    PROXY_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: Session.State
     required_action: Session.RequiredAction
@@ -87,7 +88,8 @@ class Session(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     state_change_time: _timestamp_pb2.Timestamp
     last_activity_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Session.State, str]] = ..., required_action: _Optional[_Union[Session.RequiredAction, str]] = ..., status_message: _Optional[str] = ..., last_disconnect: _Optional[_Union[Disconnect, _Mapping]] = ..., retry: _Optional[_Union[RetryProgress, _Mapping]] = ..., has_credentials: _Optional[bool] = ..., account: _Optional[_Union[Account, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., engine: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    proxy: str
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Session.State, str]] = ..., required_action: _Optional[_Union[Session.RequiredAction, str]] = ..., status_message: _Optional[str] = ..., last_disconnect: _Optional[_Union[Disconnect, _Mapping]] = ..., retry: _Optional[_Union[RetryProgress, _Mapping]] = ..., has_credentials: _Optional[bool] = ..., account: _Optional[_Union[Account, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., engine: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., proxy: _Optional[str] = ...) -> None: ...
 
 class Disconnect(_message.Message):
     __slots__ = ("code", "reason", "message", "time")

@@ -14,7 +14,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("session_id", "labels", "engine", "skip_start", "request_id")
+    __slots__ = ("session_id", "labels", "engine", "skip_start", "request_id", "proxy")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -27,12 +27,14 @@ class CreateSessionRequest(_message.Message):
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     SKIP_START_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROXY_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     labels: _containers.ScalarMap[str, str]
     engine: str
     skip_start: bool
     request_id: str
-    def __init__(self, session_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., engine: _Optional[str] = ..., skip_start: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    proxy: str
+    def __init__(self, session_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., engine: _Optional[str] = ..., skip_start: _Optional[bool] = ..., request_id: _Optional[str] = ..., proxy: _Optional[str] = ...) -> None: ...
 
 class GetSessionRequest(_message.Message):
     __slots__ = ("name",)

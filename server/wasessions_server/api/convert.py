@@ -19,7 +19,7 @@ from wasessions_server.events import (
 )
 from wasessions_server.manager import QrItem, QrOutcome
 from wasessions_server.manager.manager import ManagerSettings
-from wasessions_server.model import SessionRecord, State
+from wasessions_server.model import SessionRecord, State, redact_proxy
 from wasessions_server.policy import CodeRule
 
 STATES = {s: pb.Session.State.Value(s.value) for s in State}
@@ -47,6 +47,7 @@ def session(record: SessionRecord) -> pb.Session:
         has_credentials=record.has_credentials,
         labels=record.labels,
         engine=record.engine,
+        proxy=redact_proxy(record.proxy),
         create_time=timestamp(record.create_time),
         update_time=timestamp(record.update_time),
         state_change_time=timestamp(record.state_change_time),

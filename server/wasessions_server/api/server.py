@@ -17,6 +17,7 @@ from wasessions_server.api.session_service import SessionService
 from wasessions_server.api.simulator_service import SimulatorService
 from wasessions_server.config import ServerConfig
 from wasessions_server.engines import Engine
+from wasessions_server.engines.registry import build_engine
 from wasessions_server.engines.sim import SimEngine
 from wasessions_server.events import EventJournal
 from wasessions_server.manager import SessionManager
@@ -71,11 +72,11 @@ class WaSessionsServer:
             retention_events=config.journal.retention_events,
             subscriber_queue_size=config.journal.subscriber_queue_size,
         )
-        engines: dict[str, Engine] = {}
-        sim: SimEngine | None = None
-        if "sim" in config.engines:
-            sim = SimEngine(data_dir / "engines" / "sim", config.manager.qr)
-            engines["sim"] = sim
+        engines: dict[str, Engine] = {
+            name: build_engine(name, data_dir / "engines" / name, config.manager.qr)
+            for name in config.engines
+        }
+        sim = engines.get("sim")
         self.manager = SessionManager(
             self._journal, CredentialStore(data_dir / "credentials"), engines, config.manager
         )
@@ -85,7 +86,7 @@ class WaSessionsServer:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         svc_grpc.add_SessionServiceServicer_to_server(SessionService(self.manager), server)
         services = [SESSION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
-        if sim is not None:
+        if isinstance(sim, SimEngine):
             log.warning("the sim engine is enabled: SimulatorService (fault injection) is served")
             sim_grpc.add_SimulatorServiceServicer_to_server(
                 SimulatorService(self.manager, sim), server

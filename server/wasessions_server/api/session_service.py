@@ -26,12 +26,14 @@ class SessionService(svc_grpc.SessionServiceServicer):
         session_id = check.session_id(request.session_id)
         labels = check.labels(request.labels)
         request_id = check.request_id(request.request_id)
+        proxy = check.proxy_url(request.proxy)
         record = await self._manager.create(
             session_id,
             labels=labels,
             engine=request.engine,
             start=not request.skip_start,
             request_id=request_id,
+            proxy=proxy,
         )
         return convert.session(record)
 

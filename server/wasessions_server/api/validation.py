@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 
 from wasessions_server.errors import invalid_argument
@@ -165,3 +166,30 @@ def pairing_code(value: str, field: str = "code") -> str:
             f"{field} must be 8 letters or digits, with or without a hyphen (ABCD-EFGH)",
         )
     return value.replace("-", "").upper()
+
+
+PROXY_SCHEMES = ("http", "https", "socks5")
+
+
+def proxy_url(value: str, field: str = "proxy") -> str:
+    """'' or a proxy URL: scheme, host and port, optionally user:password."""
+    if not value:
+        return ""
+    problem = f"{field} must be http://, https:// or socks5:// with a host and a port"
+    try:
+        url = urllib.parse.urlsplit(value)
+        port = url.port
+    except ValueError:
+        raise invalid_argument(field, "INVALID_PROXY", problem) from None
+    if (
+        url.scheme not in PROXY_SCHEMES
+        or not url.hostname
+        or port is None
+        or url.path not in ("", "/")
+        or url.query
+        or url.fragment
+        or len(value) > 2048
+        or not value.isprintable()
+    ):
+        raise invalid_argument(field, "INVALID_PROXY", problem)
+    return value

@@ -51,6 +51,8 @@ EngineEvent = Qr | PairSuccess | Opened | Closed | Activity
 class ConnectTarget:
     session_id: str
     vault: CredentialVault
+    #: The session's proxy URL ('' for a direct connection).
+    proxy: str = ""
 
 
 class Connection(Protocol):

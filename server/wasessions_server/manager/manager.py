@@ -221,6 +221,7 @@ class SessionManager:
         engine: str,
         start: bool,
         request_id: str,
+        proxy: str = "",
     ) -> SessionRecord:
         engine_name = engine or self.settings.default_engine
         if engine_name not in self.engines:
@@ -258,6 +259,7 @@ class SessionManager:
             update_time=now,
             state_change_time=now,
             request_id=request_id,
+            proxy=proxy,
         )
         supervisor = self._new_supervisor(record)
         self._creating[session_id] = supervisor

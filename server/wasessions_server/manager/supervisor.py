@@ -382,7 +382,7 @@ class SessionSupervisor:
     async def _connect_once(self) -> ConnectionEnd:
         self._retry_now.clear()
         await self._limiter.acquire()
-        target = ConnectTarget(self.session_id, self.vault)
+        target = ConnectTarget(self.session_id, self.vault, self.record.proxy)
         try:
             connection = await asyncio.wait_for(
                 self.engine.connect(target), self._settings.connect_timeout_s
