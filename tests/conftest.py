@@ -16,7 +16,9 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     """Starts real in-process servers on port 0; all are stopped at the end of the test."""
     started: list[Running] = []
 
-    async def factory(config: dict[str, Any] | None = None, data_dir: Path | None = None) -> Running:
+    async def factory(
+        config: dict[str, Any] | None = None, data_dir: Path | None = None
+    ) -> Running:
         running = await start_server(data_dir or tmp_path / "data", config)
         started.append(running)
         return running

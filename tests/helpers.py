@@ -24,7 +24,6 @@ from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 from wasessions.v1 import simulator_service_pb2 as sim
 from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
-
 from wasessions_server.api.server import WaSessionsServer
 from wasessions_server.config import config_from_mapping
 
@@ -83,9 +82,7 @@ class Running:
         deadline = time.monotonic() + timeout
         while True:
             session = await self.get(session_id)
-            if session.state == state and all(
-                _field(session, k) == v for k, v in where.items()
-            ):
+            if session.state == state and all(_field(session, k) == v for k, v in where.items()):
                 return session
             if time.monotonic() > deadline:
                 raise AssertionError(

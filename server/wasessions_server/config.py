@@ -58,6 +58,7 @@ _MANAGER_FLOATS = (
     "close_timeout_s",
     "heartbeat_interval_s",
 )
+_ZERO_OK = ("stable_after_s", "restore_jitter_s")
 _MANAGER_INTS = ("restore_concurrency", "max_sessions")
 
 
@@ -109,7 +110,9 @@ def config_from_mapping(data: Mapping[str, Any]) -> ServerConfig:
     base = ManagerSettings()
     values: dict[str, Any] = {}
     for key in _MANAGER_FLOATS:
-        values[key] = positive_float(manager_spec.get(key, getattr(base, key)), f"manager.{key}")
+        values[key] = positive_float(
+            manager_spec.get(key, getattr(base, key)), f"manager.{key}", zero=key in _ZERO_OK
+        )
     for key in _MANAGER_INTS:
         values[key] = positive_int(manager_spec.get(key, getattr(base, key)), f"manager.{key}")
     journal_spec = _section(data, "journal")
