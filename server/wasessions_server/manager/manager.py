@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from wasessions_server.engines import Connection, ConnectTarget, Engine
 from wasessions_server.errors import ServiceError, Status, shutting_down
 from wasessions_server.events import EventJournal, ResumePoint, WatchItem, watch
-from wasessions_server.manager.qr import QrItem
+from wasessions_server.manager.qr import QrItem, QrOutcome
 from wasessions_server.manager.ratelimit import ConnectRateLimiter
 from wasessions_server.manager.supervisor import SessionSupervisor, SupervisorSettings
 from wasessions_server.model import Cause, JournalEntry, RequiredAction, SessionRecord, State
@@ -313,6 +313,7 @@ class SessionManager:
                 account=None if relink else supervisor.record.account,
                 status_message="Connecting.",
             )
+            supervisor.qr.finish(QrOutcome.STOPPED)
             supervisor.launch()
             return supervisor.record
 
@@ -322,19 +323,21 @@ class SessionManager:
             if not supervisor.running:
                 return supervisor.record
             await supervisor.halt()
-            return await supervisor.commit(
+            record = await supervisor.commit(
                 Cause.STOPPED_BY_REQUEST,
                 state=State.STOPPED,
                 required_action=RequiredAction.NONE,
                 retry=None,
                 status_message="Stopped on request; credentials kept. StartSession reconnects.",
             )
+            supervisor.qr.finish(QrOutcome.STOPPED)
+            return record
 
     async def logout_session(self, session_id: str) -> SessionRecord:
         supervisor = self._supervisor(session_id)
         async with supervisor.operations:
             await self._unlink(supervisor)
-            return await supervisor.commit(
+            record = await supervisor.commit(
                 Cause.LOGGED_OUT_BY_REQUEST,
                 state=State.LOGGED_OUT,
                 required_action=RequiredAction.SCAN_QR,
@@ -343,12 +346,15 @@ class SessionManager:
                 status_message="Logged out on request; credentials wiped. StartSession begins "
                 "a new QR login.",
             )
+            supervisor.qr.finish(QrOutcome.STOPPED)
+            return record
 
     async def delete_session(self, session_id: str) -> None:
         supervisor = self._supervisor(session_id)
         async with supervisor.operations:
             await self._unlink(supervisor)
             await self.journal.append(session_id, None, Cause.DELETED)
+            supervisor.qr.finish(QrOutcome.STOPPED)
 
     async def _unlink(self, supervisor: SessionSupervisor) -> None:
         """Logs the device out (best effort) and wipes the credentials."""

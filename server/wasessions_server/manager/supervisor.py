@@ -216,11 +216,15 @@ class SessionSupervisor:
     # The run ----------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        halted = False
         try:
             end: ConnectionEnd | None = await self._hold(retry=None)
             while end is not None:
                 end = await self._after_close(end)
         except asyncio.CancelledError:
+            # NOTE: halted by an operation; it ends the QR phase itself once its own state
+            # change is durable, so QR watchers never learn of a stop before GetSession does.
+            halted = True
             raise
         except Exception:
             log.exception("session %s: supervisor failed", self.session_id)
@@ -235,7 +239,8 @@ class SessionSupervisor:
                 )
         finally:
             self.settled.set()
-            self.qr.finish(QrOutcome.STOPPED)
+            if not halted:
+                self.qr.finish(QrOutcome.STOPPED)
 
     async def _after_close(self, end: ConnectionEnd) -> ConnectionEnd | None:
         """Applies the policy to a close; returns the next close to handle, or None."""
@@ -264,6 +269,8 @@ class SessionSupervisor:
             retry=None,
             status_message=_failed_message(close, rule),
         )
+        if is_qr_window_over(close.code, close.message):
+            self.qr.finish(QrOutcome.EXPIRED)
         return None
 
     async def _reconnect(self, first: ConnectionEnd) -> ConnectionEnd | None:
@@ -395,15 +402,12 @@ class SessionSupervisor:
         try:
             async for event in connection.events():
                 if isinstance(event, Closed):
-                    if is_qr_window_over(event.code, event.message):
-                        self.qr.finish(QrOutcome.EXPIRED)
                     self._connection_open = False
                     up = time.monotonic() - opened_at if opened_at is not None else 0.0
                     return ConnectionEnd(event, up >= self._settings.stable_after_s)
                 if isinstance(event, Qr):
                     await self._on_qr(event)
                 elif isinstance(event, PairSuccess):
-                    self.qr.finish(QrOutcome.PAIRED)
                     await self.commit(
                         Cause.PAIRED,
                         state=S.PAIRING,
@@ -411,6 +415,7 @@ class SessionSupervisor:
                         account=event.account,
                         status_message="Linked; waiting for WhatsApp's restart (515).",
                     )
+                    self.qr.finish(QrOutcome.PAIRED)
                 elif isinstance(event, Opened):
                     opened_at = time.monotonic()
                     self._connection_open = True
@@ -436,7 +441,8 @@ class SessionSupervisor:
                 await self.close_connection(connection)
 
     async def _on_qr(self, qr: Qr) -> None:
-        self.qr.show(qr)
+        # NOTE: the state is made durable first, so a client holding a QR code never reads a
+        # session that is not yet QR_PENDING.
         if self.record.state is not S.QR_PENDING:
             await self.commit(
                 Cause.QR_SHOWN,
@@ -445,6 +451,7 @@ class SessionSupervisor:
                 retry=None,
                 status_message="Scan the QR code (WatchQrCodes) or request a pairing code.",
             )
+        self.qr.show(qr)
         self.settled.set()
 
 
