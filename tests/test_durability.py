@@ -247,3 +247,34 @@ def test_credential_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.Monkey
         vault.write("creds.json", b"new" * 1000)
     assert vault.read("creds.json") == b"old"
     assert [p.name for p in vault.path.iterdir()] == ["creds.json"]
+
+
+async def test_shutdown_ends_qr_streams_unavailable(srv: Running) -> None:
+    import grpc as _grpc
+
+    await srv.create("q")
+    stream = srv.sessions.WatchQrCodes(svc.WatchQrCodesRequest(name="sessions/q"))
+    assert (await stream.read()).sequence == 1
+    stopping = asyncio.create_task(srv.server.stop())
+    with pytest.raises(_grpc.aio.AioRpcError) as ended:
+        while await stream.read() is not _grpc.aio.EOF:
+            pass
+    assert ended.value.code() == _grpc.StatusCode.UNAVAILABLE
+    await stopping
+
+
+async def test_a_deleted_session_never_comes_back(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    first = await make_server(data_dir=data)
+    await first.linked("gone")
+    await first.sessions.UpdateSession(
+        svc.UpdateSessionRequest(name="sessions/gone", labels={"a": "b"})
+    )
+    await first.sessions.DeleteSession(svc.DeleteSessionRequest(name="sessions/gone"))
+    await stop_server(first)
+    second = await make_server(data_dir=data)
+    listed = await second.sessions.ListSessions(svc.ListSessionsRequest())
+    assert list(listed.sessions) == []
+    assert not (data / "credentials" / "gone").exists()

@@ -353,7 +353,12 @@ class SessionManager:
         supervisor = self._supervisor(session_id)
         async with supervisor.operations:
             await self._unlink(supervisor)
-            await self.journal.append(session_id, None, Cause.DELETED)
+            supervisor.deleted = True
+            try:
+                await self.journal.append(session_id, None, Cause.DELETED)
+            except BaseException:
+                supervisor.deleted = False
+                raise
             supervisor.qr.finish(QrOutcome.STOPPED)
 
     async def _unlink(self, supervisor: SessionSupervisor) -> None:

@@ -25,6 +25,7 @@ from wasessions_server.engines import (
     PairSuccess,
     Qr,
 )
+from wasessions_server.errors import ServiceError, Status
 from wasessions_server.events import EventJournal
 from wasessions_server.manager.qr import QrBoard, QrOutcome
 from wasessions_server.manager.ratelimit import ConnectRateLimiter
@@ -135,6 +136,7 @@ class SessionSupervisor:
         self._connection_open = False
         self._detach = False
         self._retry_now = asyncio.Event()
+        self.deleted = False
 
     @property
     def session_id(self) -> str:
@@ -153,6 +155,12 @@ class SessionSupervisor:
     async def commit(self, cause: Cause, **changes: Any) -> SessionRecord:
         """Applies `changes` to the record and returns it once durable."""
         async with self._mutation:
+            if self.deleted:
+                # NOTE: a late change (a restore, a label update racing the delete) must not
+                # bring a deleted session back into the registry.
+                raise ServiceError(
+                    Status.NOT_FOUND, "SESSION_NOT_FOUND", f"session {self.session_id} was deleted"
+                )
             now = time.time()
             current = self.record
             updated = dataclasses.replace(
