@@ -6,7 +6,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from tenacity import wait_exponential, wait_random
 from tenacity.wait import wait_base
@@ -180,25 +180,13 @@ def _only_keys(table: Mapping[str, Any], allowed: set[str] | frozenset[str], whe
 
 def _build_rule(code: int | None, row: Mapping[str, Any], where: str) -> CodeRule:
     _only_keys(row, _ROW_KEYS, where)
-    action_name = row.get("action")
-    try:
-        action = Action(action_name)
-    except ValueError:
-        choices = ", ".join(a.value for a in Action)
-        raise ConfigError(
-            f"{where}.action: expected one of {choices}, got {action_name!r}"
-        ) from None
+    action = one_of(Action, row.get("action"), f"{where}.action")
     required_name = row.get("required_action")
-    if required_name is None:
-        required = _DEFAULT_REQUIRED[action]
-    else:
-        try:
-            required = RequiredAction(required_name)
-        except ValueError:
-            choices = ", ".join(r.value for r in RequiredAction)
-            raise ConfigError(
-                f"{where}.required_action: expected one of {choices}, got {required_name!r}"
-            ) from None
+    required = (
+        _DEFAULT_REQUIRED[action]
+        if required_name is None
+        else one_of(RequiredAction, required_name, f"{where}.required_action")
+    )
     backoff = Backoff(
         initial_delay_s=positive_float(
             row["initial_delay_s"], f"{where}.initial_delay_s", zero=True
@@ -213,6 +201,18 @@ def _build_rule(code: int | None, row: Mapping[str, Any], where: str) -> CodeRul
     if backoff.max_delay_s < backoff.initial_delay_s:
         raise ConfigError(f"{where}.max_delay_s: must not be below initial_delay_s")
     return CodeRule(code, action, required, backoff)
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def one_of(kind: type[E], value: Any, where: str) -> E:
+    """The member of `kind` whose value is `value`, or a ConfigError listing the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(str(member.value) for member in kind)
+        raise ConfigError(f"{where}: expected one of {choices}, got {value!r}") from None
 
 
 def positive_float(value: Any, where: str, *, zero: bool = False) -> float:
