@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/wasessions/v1/*.proto)
 GEN    := client
 
-.PHONY: install proto check-proto lint typecheck pytest test run clean
+.PHONY: install proto check-proto lint typecheck pytest test run clean node-deps stubs buf buf-lint buf-breaking bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,47 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
-test: check-proto lint typecheck pytest
+test: check-proto lint typecheck buf stubs pytest bench-quick
+
+# Benchmarks (bench/README.md): the full run takes minutes and rewrites bench/README.md's table;
+# the quick one uses tiny sizes, takes seconds and asserts no numbers: it keeps the code working.
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) -m bench --quick $(BENCH_ARGS)
+
+# Clients in other languages -------------------------------------------------------------------
+# npm packages are pinned by their committed package-lock.json files; `npm ci` installs exactly them.
+NODE_EXAMPLE := examples/node
+NODE_STAMP   := $(NODE_EXAMPLE)/node_modules/.installed
+BUF_DIR      := tools/buf
+BUF_STAMP    := $(BUF_DIR)/node_modules/.installed
+
+$(NODE_STAMP): $(NODE_EXAMPLE)/package.json $(NODE_EXAMPLE)/package-lock.json
+	cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(BUF_STAMP): $(BUF_DIR)/package.json $(BUF_DIR)/package-lock.json
+	cd $(BUF_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-deps: $(NODE_STAMP)
+
+# Client stubs for other languages from the same protos: TypeScript types for the Node example
+# (examples/node/types/, not committed). Python's are `make proto`.
+stubs: $(NODE_STAMP)
+	cd $(NODE_EXAMPLE) && npm run --silent types
+
+# buf lint (rules and exceptions in protos/buf.yaml) and buf breaking against the previous commit.
+buf: buf-lint buf-breaking
+
+buf-lint: $(BUF_STAMP)
+	cd protos && ../$(BUF_DIR)/node_modules/.bin/buf lint
+	@echo "buf lint: ok"
+
+buf-breaking: $(BUF_STAMP)
+	@sh $(BUF_DIR)/breaking.sh
 
 run: $(STAMP)
 	$(VENV)/bin/wa-sessions-server $(ARGS)

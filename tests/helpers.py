@@ -209,6 +209,10 @@ def spawn_server(
     ]  # fmt: skip
     if config_file is not None:
         command += ["--config", str(config_file)]
+    # NOTE: like start_server: the sim engine unless the test names one (the default is whatsmeow).
+    named = config_file is not None and "engine" in tomllib.loads(config_file.read_text())
+    if not named and "--engine" not in extra:
+        command += ["--engine", "sim"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WASESSIONS_")}
     process = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env

@@ -1,19 +1,725 @@
-"""`wa-sessions`: the command line for a wa-sessions server."""
+"""`wa-sessions`: the command line for a wa-sessions server.
+
+    wa-sessions create demo          # a new session; it starts showing QR codes
+    wa-sessions qr demo              # shows each QR code in the terminal until it is scanned
+    wa-sessions watch                # follows every session's state
+    wa-sessions sim scan demo        # (sim engine) scans the code as a phone would
+
+The server is `--server` or `WASESSIONS_SERVER` (default 127.0.0.1:50051); the API key is
+`--api-key` or `WASESSIONS_API_KEY`; `--tls` (with `--ca-file`, and `--client-cert`/`--client-key`
+for mutual TLS) for a TLS port. Read commands print JSON with `--json`. A failure prints one
+line on stderr and exits non-zero (1; 2 for bad usage; 130 on Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
 import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from wasessions import qr as qrcode
+from wasessions.client import (
+    STATE_NAMES,
+    EventKind,
+    QrCode,
+    ReconnectPolicy,
+    SessionsClient,
+    WatchEvent,
+    session_id,
+    state_name,
+    to_datetime,
+)
+from wasessions.errors import WaSessionsError
+from wasessions.v1 import session_pb2 as pb
+from wasessions.v1 import session_service_pb2 as svc
+
+PROG = "wa-sessions"
+DEFAULT_SERVER = "127.0.0.1:50051"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="wa-sessions", description="Command line for a wa-sessions server."
+class CliError(Exception):
+    """A failure to report in one line (exit 1)."""
+
+
+@dataclass
+class Out:
+    """Where the command writes: stdout for results, stderr for notes."""
+
+    stdout: TextIO
+    stderr: TextIO
+    json: bool
+
+    def line(self, text: str = "") -> None:
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def note(self, text: str) -> None:
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+    def emit(self, value: Any) -> None:
+        """One JSON document on one line (so streams are JSON lines)."""
+        self.line(json.dumps(value, sort_keys=True))
+
+    @property
+    def tty(self) -> bool:
+        return self.stdout.isatty()
+
+
+# Formatting --------------------------------------------------------------------------------------
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """A message as JSON, with the proto field names (`required_action`, `last_disconnect`)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def action_name(value: int) -> str:
+    return str(pb.Session.RequiredAction.Name(value))
+
+
+def _ago(ts: Any) -> str:
+    when = to_datetime(ts)
+    if when is None:
+        return "-"
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def session_line(session: pb.Session) -> str:
+    """`demo  CONNECTED  NONE  +15551234567  <status message>`"""
+    account = session.account.phone_number if session.HasField("account") else "-"
+    return "  ".join(
+        [
+            session_id(session.name),
+            state_name(session.state),
+            action_name(session.required_action),
+            account or "-",
+            session.status_message,
+        ]
+    ).rstrip()
+
+
+def session_details(session: pb.Session) -> list[str]:
+    rows: list[tuple[str, str]] = [
+        ("name", session.name),
+        ("state", state_name(session.state)),
+        ("required action", action_name(session.required_action)),
+        ("status", session.status_message or "-"),
+        ("engine", session.engine or "-"),
+        ("has credentials", "yes" if session.has_credentials else "no"),
+    ]
+    if session.HasField("account"):
+        a = session.account
+        rows.append(("account", f"{a.phone_number} {a.jid} ({a.push_name})".strip()))
+    if session.HasField("last_disconnect"):
+        d = session.last_disconnect
+        rows.append(
+            ("last disconnect", f"{d.code} {d.reason} at {_ago(d.time)}: {d.message}".strip())
+        )
+    if session.HasField("retry"):
+        r = session.retry
+        nxt = _ago(r.next_attempt_time) if r.HasField("next_attempt_time") else "-"
+        rows.append(("retry", f"attempt {r.attempt}/{r.max_attempts}, next at {nxt}"))
+    if session.labels:
+        rows.append(("labels", ", ".join(f"{k}={v}" for k, v in sorted(session.labels.items()))))
+    if session.proxy:
+        rows.append(("proxy", session.proxy))
+    rows += [
+        ("created", _ago(session.create_time)),
+        ("state changed", _ago(session.state_change_time)),
+        ("last activity", _ago(session.last_activity_time)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return [f"{k.ljust(width)}  {v}" for k, v in rows]
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [list(header), *rows]
+    ]
+
+
+SESSION_HEADER = ("SESSION", "STATE", "ACTION", "ACCOUNT", "STATUS")
+
+
+def session_row(session: pb.Session) -> list[str]:
+    account = session.account.phone_number if session.HasField("account") else ""
+    return [
+        session_id(session.name),
+        state_name(session.state),
+        action_name(session.required_action),
+        account or "-",
+        session.status_message,
+    ]
+
+
+def _seconds(duration: Any) -> str:
+    return f"{duration.ToNanoseconds() / 1e9:g}s"
+
+
+def policy_lines(policy: svc.Policy) -> list[str]:
+    header = ("CODE", "REASON", "ACTION", "THEN", "DELAY", "MAX", "x", "JITTER", "ATTEMPTS")
+
+    def row(rule: svc.PolicyRule, code: str) -> list[str]:
+        return [
+            code,
+            rule.reason,
+            svc.PolicyRule.Action.Name(rule.action),
+            action_name(rule.required_action),
+            _seconds(rule.initial_delay),
+            _seconds(rule.max_delay),
+            f"{rule.multiplier:g}",
+            _seconds(rule.jitter),
+            str(rule.max_attempts),
+        ]
+
+    rows = [row(r, str(r.code)) for r in policy.rules]
+    rows.append(row(policy.default_rule, "other"))
+    qr = policy.qr
+    return [
+        *table(header, rows),
+        "",
+        f"QR window: first code {_seconds(qr.first_timeout)}, then {_seconds(qr.timeout)} "
+        f"each, {qr.max_codes} codes",
+        f"connect rate: {policy.connect_rate:g}/s; attempts reset after "
+        f"{_seconds(policy.stable_after)} connected",
+    ]
+
+
+def event_json(event: WatchEvent) -> dict[str, Any]:
+    doc: dict[str, Any] = {"event": event.kind.value, "resume_token": event.resume_token}
+    if event.name:
+        doc["name"] = event.name
+    if event.session is not None:
+        doc["session"] = to_json(event.session)
+    if event.cause:
+        doc["cause"] = event.cause
+    if event.reason:
+        doc["reason"] = event.reason
+    return doc
+
+
+def event_line(event: WatchEvent) -> str | None:
+    now = datetime.now(UTC).strftime("%H:%M:%S")
+    if event.kind is EventKind.SNAPSHOT_COMPLETE:
+        return f"{now}  -- now following changes --"
+    if event.kind is EventKind.RESYNC:
+        return f"{now}  -- resync ({event.reason}): a new snapshot follows --"
+    if event.kind is EventKind.DELETED:
+        return f"{now}  {session_id(event.name)}  DELETED"
+    if event.session is None:
+        return None
+    line = f"{now}  {session_line(event.session)}"
+    if event.kind is EventKind.CHANGE:
+        line += f"  [{event.cause}]"
+    return line
+
+
+# Commands ----------------------------------------------------------------------------------------
+
+Handler = Callable[[SessionsClient, argparse.Namespace, Out], Awaitable[int]]
+
+
+async def cmd_create(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    labels = dict(_label(v) for v in args.label or ())
+    session = await client.create_session(
+        args.session,
+        labels=labels,
+        engine=args.engine,
+        skip_start=args.no_start,
+        request_id=args.request_id,
+        proxy=args.proxy,
     )
-    parser.add_argument("--server", default="127.0.0.1:50051", help="host:port of the server")
-    parser.parse_args(argv)
-    parser.print_help()
+    _print_session(session, out)
+    if not out.json and not args.no_start:
+        out.note(f"next: `{PROG} qr {session_id(session.name)}` shows the QR code to scan")
     return 0
+
+
+async def cmd_get(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    session = await client.get_session(args.session)
+    if out.json:
+        out.emit(to_json(session))
+    else:
+        for line in session_details(session):
+            out.line(line)
+    return 0
+
+
+async def cmd_list(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    sessions = await client.list_sessions(states=args.state or ())
+    if out.json:
+        out.emit({"sessions": [to_json(s) for s in sessions]})
+    elif not sessions:
+        out.note("no sessions")
+    else:
+        for line in table(SESSION_HEADER, [session_row(s) for s in sessions]):
+            out.line(line)
+    return 0
+
+
+def _unary(method: str) -> Handler:
+    async def run(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+        kwargs = {"relink": True} if getattr(args, "relink", False) else {}
+        session = await getattr(client, method)(args.session, **kwargs)
+        _print_session(session, out)
+        return 0
+
+    return run
+
+
+async def cmd_delete(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    await client.delete_session(args.session)
+    if out.json:
+        out.emit({"deleted": f"sessions/{session_id(args.session)}"})
+    else:
+        out.line(f"{session_id(args.session)}  deleted")
+    return 0
+
+
+async def cmd_pair(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    code = await client.request_pairing_code(args.session, args.phone_number)
+    if out.json:
+        out.emit({"code": code})
+    else:
+        out.line(f"{code[:4]}-{code[4:]}" if len(code) == 8 else code)
+        out.note(
+            "on the phone: WhatsApp > Linked devices > Link a device > "
+            "Link with phone number instead, then type this code"
+        )
+    return 0
+
+
+async def cmd_policy(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    policy = await client.get_policy()
+    if out.json:
+        out.emit(to_json(policy))
+    else:
+        for line in policy_lines(policy):
+            out.line(line)
+    return 0
+
+
+async def cmd_wait(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    session = await client.wait_for_state(args.session, *args.states, timeout=args.wait_timeout)
+    _print_session(session, out)
+    return 0
+
+
+async def cmd_watch(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    # NOTE: one cheap call first, so a wrong --server fails at once instead of reconnecting.
+    await client.list_sessions_page(page_size=1)
+    live_table = not out.json and (args.table or (out.tty and not args.lines))
+    until = {s.upper() for s in args.until or ()}
+    sessions: dict[str, pb.Session] = {}
+    watch = client.watch(
+        args.sessions,
+        resume_token=args.resume_token,
+        reconnect=ReconnectPolicy(give_up_after_s=args.give_up_after),
+    )
+    async with watch:
+        async for event in watch:
+            if event.kind is EventKind.RESYNC:
+                sessions.clear()
+            if event.session is not None:
+                sessions[event.name] = event.session
+            elif event.kind is EventKind.DELETED:
+                sessions.pop(event.name, None)
+            if out.json:
+                out.emit(event_json(event))
+            elif live_table:
+                if event.kind is not EventKind.SNAPSHOT:
+                    _redraw(out, sessions)
+            else:
+                line = event_line(event)
+                if line is not None:
+                    out.line(line)
+            reached = until and event.session is not None and event.state in until
+            if reached and (event.kind is EventKind.CHANGE or not args.changes_only):
+                if live_table and event.kind is EventKind.SNAPSHOT:
+                    _redraw(out, sessions)
+                return 0
+    return 0  # pragma: no cover - a watch only ends by an error
+
+
+def _redraw(out: Out, sessions: dict[str, pb.Session]) -> None:
+    rows = [session_row(s) for _, s in sorted(sessions.items())]
+    if out.tty:
+        out.stdout.write("\x1b[H\x1b[2J")
+    stamp = datetime.now(UTC).strftime("%H:%M:%S")
+    count = f"{len(rows)} session" + ("" if len(rows) == 1 else "s")
+    out.line(f"wa-sessions watch  {stamp}  ({count}; Ctrl-C to stop)")
+    for line in table(SESSION_HEADER, rows):
+        out.line(line)
+    out.line()
+
+
+async def cmd_qr(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    name = session_id(args.session)
+    async for code in client.qr_codes(args.session):
+        if code.outcome:
+            return _qr_outcome(name, code, out)
+        if args.png:
+            qrcode.write_png(code.value, args.png)
+        if out.json:
+            doc: dict[str, Any] = {"value": code.value, "sequence": code.sequence}
+            if code.expire_time is not None:
+                doc["expire_time"] = code.expire_time.isoformat()
+            if args.png:
+                doc["png"] = str(args.png)
+            out.emit(doc)
+            continue
+        if args.no_terminal:
+            out.line(f"QR code {code.sequence} written to {args.png}")
+            continue
+        if out.tty:
+            out.stdout.write("\x1b[H\x1b[2J")
+        out.line(_qr_caption(name, code))
+        out.stdout.write(qrcode.render_terminal(code.value, invert=args.invert, large=args.large))
+        if args.png:
+            out.line(f"(also written to {args.png})")
+        out.line()
+    raise CliError(f"the QR stream of {name} ended without an outcome")
+
+
+def _qr_caption(name: str, code: QrCode) -> str:
+    left = ""
+    if code.expire_time is not None:
+        seconds = max(0, int((code.expire_time - datetime.now(UTC)).total_seconds()))
+        left = f", valid for {seconds}s"
+    return (
+        f"{name}: QR code {code.sequence}{left}. Scan it in WhatsApp > Linked devices > "
+        "Link a device"
+    )
+
+
+def _qr_outcome(name: str, code: QrCode, out: Out) -> int:
+    if out.json:
+        out.emit({"outcome": code.outcome})
+    messages = {
+        "PAIRED": f"{name}: linked; the session is connecting",
+        "EXPIRED": f"{name}: the QR window ended unscanned; `{PROG} start {name}` shows new codes",
+        "STOPPED": f"{name}: the session stopped showing QR codes (stopped, logged out or closed)",
+    }
+    text = messages.get(code.outcome, f"{name}: QR phase ended: {code.outcome}")
+    if code.outcome == "PAIRED":
+        if not out.json:
+            out.line(text)
+        return 0
+    if out.json:  # the outcome document already says it; one line on stderr too
+        out.note(f"{PROG}: error: {text}")
+        return EXIT_ERROR
+    raise CliError(text)
+
+
+async def cmd_sim_scan(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    await client.simulator.scan(args.session)
+    return _done(out, "scanned", session=args.session)
+
+
+async def cmd_sim_pair(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    await client.simulator.enter_pairing_code(args.session, args.code)
+    return _done(out, "pairing code entered", session=args.session)
+
+
+async def cmd_sim_disconnect(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    await client.simulator.inject_disconnect(args.session, args.code, args.message)
+    return _done(out, f"disconnected with {args.code}", session=args.session)
+
+
+async def cmd_sim_network(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    await client.simulator.set_network(args.state == "up")
+    return _done(out, f"network {args.state}")
+
+
+def _done(out: Out, what: str, session: str = "") -> int:
+    if out.json:
+        doc = {"ok": True, "done": what}
+        if session:
+            doc["name"] = f"sessions/{session_id(session)}"
+        out.emit(doc)
+    else:
+        out.line(f"{session_id(session)}  {what}" if session else what)
+    return 0
+
+
+def _print_session(session: pb.Session, out: Out) -> None:
+    if out.json:
+        out.emit(to_json(session))
+    else:
+        out.line(session_line(session))
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise CliError(f"--label wants KEY=VALUE, got {text!r}")
+    return key, value
+
+
+# Arguments ---------------------------------------------------------------------------------------
+
+
+def _common(json_flag: bool) -> argparse.ArgumentParser:
+    """Connection flags, accepted before or after the command. SUPPRESS keeps a flag given
+    before the command from being reset by the sub-parser's default."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("connection")
+    group.add_argument(
+        "--server",
+        default=argparse.SUPPRESS,
+        help=f"host:port of the server (env WASESSIONS_SERVER; default {DEFAULT_SERVER})",
+    )
+    group.add_argument(
+        "--api-key", default=argparse.SUPPRESS, help="API key (env WASESSIONS_API_KEY)"
+    )
+    group.add_argument(
+        "--tls", action="store_true", default=argparse.SUPPRESS, help="connect with TLS"
+    )
+    group.add_argument(
+        "--ca-file",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="PEM root certificates for --tls (default: the system's)",
+    )
+    group.add_argument(
+        "--client-cert",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="PEM client certificate for mutual TLS (with --client-key)",
+    )
+    group.add_argument(
+        "--client-key", type=Path, default=argparse.SUPPRESS, help="PEM key of --client-cert"
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=argparse.SUPPRESS,
+        help="seconds per call (default 30)",
+    )
+    if json_flag:
+        parent.add_argument(
+            "--json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print JSON (one document per line) instead of text",
+        )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common(json_flag=True)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Command line for a wa-sessions server: create WhatsApp linked-device "
+        "sessions, show their QR codes, follow their state.",
+        epilog=f"Example: {PROG} create demo && {PROG} qr demo",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("create", "create a session (it starts showing QR codes)", cmd_create)
+    p.add_argument("session", help="session id: [a-z0-9][a-z0-9_-]{0,62}")
+    p.add_argument("--label", action="append", metavar="KEY=VALUE", help="a label (repeatable)")
+    p.add_argument("--engine", default="", help="sim or whatsmeow (default: the server's)")
+    p.add_argument("--no-start", action="store_true", help="create it STOPPED")
+    p.add_argument("--request-id", default="", help="makes a retried create idempotent")
+    p.add_argument("--proxy", default="", help="http://, https:// or socks5:// proxy URL")
+
+    p = command("list", "list sessions", cmd_list)
+    p.add_argument(
+        "--state",
+        action="append",
+        type=str.upper,
+        choices=STATE_NAMES,
+        help="only sessions in this state (repeatable)",
+    )
+
+    p = command("get", "show one session", cmd_get)
+    p.add_argument("session")
+
+    p = command("start", "start a stopped, failed or logged-out session", _unary("start_session"))
+    p.add_argument("session")
+    p.add_argument("--relink", action="store_true", help="discard credentials, new QR login")
+
+    for name, method, text in [
+        ("stop", "stop_session", "close the connection, keep the credentials"),
+        ("logout", "logout_session", "unlink the device and wipe the credentials"),
+    ]:
+        p = command(name, text, _unary(method))
+        p.add_argument("session")
+
+    p = command("delete", "log out (best effort) and remove a session", cmd_delete)
+    p.add_argument("session")
+
+    p = command("pair", "link by phone number: prints the code to type on the phone", cmd_pair)
+    p.add_argument("session")
+    p.add_argument("phone_number", help="E.164, e.g. +15551234567")
+
+    p = command("watch", "follow the state of sessions (all when none are named)", cmd_watch)
+    p.add_argument("sessions", nargs="*", metavar="session")
+    view = p.add_mutually_exclusive_group()
+    view.add_argument("--table", action="store_true", help="a live table (default on a TTY)")
+    view.add_argument("--lines", action="store_true", help="one line per change")
+    p.add_argument("--resume-token", default="", help="resume after this token")
+    p.add_argument(
+        "--until",
+        action="append",
+        type=str.upper,
+        choices=STATE_NAMES,
+        help="exit 0 once a watched session is in this state (repeatable)",
+    )
+    p.add_argument(
+        "--changes-only",
+        action="store_true",
+        help="with --until: only a change counts, not the initial snapshot",
+    )
+    p.add_argument(
+        "--give-up-after",
+        type=float,
+        default=300.0,
+        help="seconds to keep reconnecting after the server went away (default 300)",
+    )
+
+    p = command("wait", "wait until a session is in one of the given states", cmd_wait)
+    p.add_argument("session")
+    p.add_argument("states", nargs="+", type=str.upper, choices=STATE_NAMES, metavar="STATE")
+    p.add_argument(
+        "--wait-timeout", type=float, default=60.0, help="give up after this many seconds"
+    )
+
+    p = command("qr", "show each QR code in the terminal until it is scanned", cmd_qr)
+    p.add_argument("session")
+    p.add_argument("--png", type=Path, help="also write each code to this PNG file")
+    p.add_argument("--no-terminal", action="store_true", help="with --png: do not print it")
+    p.add_argument("--invert", action="store_true", help="for terminals with a light background")
+    p.add_argument("--large", action="store_true", help="twice as big")
+
+    command("policy", "show the effective reconnect policy table", cmd_policy)
+
+    sim_parser = sub.add_parser(
+        "sim",
+        help="drive the simulated WhatsApp (sim engine only)",
+        description="Drive the simulated WhatsApp of a server with the sim engine.",
+    )
+    sim_sub = sim_parser.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
+
+    def sim_command(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
+        q = sim_sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        q.set_defaults(handler=handler)
+        return q
+
+    q = sim_command("scan", "scan the session's current QR code as a phone would", cmd_sim_scan)
+    q.add_argument("session")
+    q = sim_command("pair", "type a pairing code on the simulated phone", cmd_sim_pair)
+    q.add_argument("session")
+    q.add_argument("code", help="ABCD-EFGH (with or without the hyphen)")
+    q = sim_command(
+        "disconnect", "close the session's connection with a WhatsApp code", cmd_sim_disconnect
+    )
+    q.add_argument("session")
+    q.add_argument("code", type=int, help="e.g. 401, 408, 428, 440, 515")
+    q.add_argument("--message", default="", help="the close message")
+    q = sim_command("network", "take the simulated network down or up", cmd_sim_network)
+    q.add_argument("state", choices=["up", "down"])
+    return parser
+
+
+def _client(args: argparse.Namespace) -> SessionsClient:
+    env = os.environ
+    server = getattr(args, "server", None) or env.get("WASESSIONS_SERVER") or DEFAULT_SERVER
+    api_key = getattr(args, "api_key", None) or env.get("WASESSIONS_API_KEY") or None
+    tls: bool | grpc.ChannelCredentials = bool(getattr(args, "tls", False))
+    files: dict[str, Path | None] = {
+        "ca-file": getattr(args, "ca_file", None),
+        "client-cert": getattr(args, "client_cert", None),
+        "client-key": getattr(args, "client_key", None),
+    }
+    if (files["client-cert"] is None) != (files["client-key"] is None):
+        raise CliError("--client-cert and --client-key go together")
+    if any(files.values()):
+        pem: dict[str, bytes | None] = {}
+        for flag, path in files.items():
+            try:
+                pem[flag] = path.read_bytes() if path is not None else None
+            except OSError as error:
+                raise CliError(f"cannot read --{flag}: {error}") from None
+        tls = grpc.ssl_channel_credentials(
+            root_certificates=pem["ca-file"],
+            private_key=pem["client-key"],
+            certificate_chain=pem["client-cert"],
+        )
+    return SessionsClient(server, api_key=api_key, tls=tls, timeout=getattr(args, "timeout", 30.0))
+
+
+async def _run(handler: Handler, args: argparse.Namespace, out: Out) -> int:
+    async with _client(args) as client:
+        return await handler(client, args, out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # NOTE: gRPC's C core logs failed TLS handshakes on stderr; the CLI reports errors itself,
+    # in one line (set GRPC_VERBOSITY to see the core's logs again).
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Out(sys.stdout, sys.stderr, json=bool(getattr(args, "json", False)))
+    server = getattr(args, "server", None) or os.environ.get("WASESSIONS_SERVER") or DEFAULT_SERVER
+    try:
+        return asyncio.run(_run(args.handler, args, out))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except WaSessionsError as error:
+        _fail(out, str(_explain(error, server)), error.to_dict())
+    except CliError as error:
+        _fail(out, str(error), {"message": str(error)})
+    except (OSError, ValueError) as error:
+        _fail(out, str(error), {"message": str(error)})
+    return EXIT_ERROR
+
+
+def _explain(error: WaSessionsError, server: str) -> str:
+    if error.code is grpc.StatusCode.UNAVAILABLE and not error.reason:
+        detail = " ".join(error.message.split())
+        if len(detail) > 160:
+            detail = detail[:157] + "..."
+        return (
+            f"cannot reach the server at {server} (is it running? --server / "
+            f"WASESSIONS_SERVER; TLS: --tls, --ca-file): {detail}"
+        )
+    if error.code is grpc.StatusCode.UNIMPLEMENTED:
+        return f"{error} (the sim commands need a server with the sim engine)"
+    return str(error)
+
+
+def _fail(out: Out, text: str, doc: dict[str, Any]) -> None:
+    """One line on stderr; with --json also the error as JSON on stdout."""
+    if out.json:
+        out.emit({"error": doc})
+    out.note(f"{PROG}: error: {text.splitlines()[0] if text else 'failed'}")
 
 
 if __name__ == "__main__":

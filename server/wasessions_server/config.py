@@ -14,6 +14,8 @@ from wasessions_server.errors import ConfigError
 from wasessions_server.manager import ManagerSettings
 from wasessions_server.policy import QrSchedule, policy_from_spec
 from wasessions_server.policy.table import positive_float, positive_int
+from wasessions_server.security import TOP_KEYS as _SECURITY_KEYS
+from wasessions_server.security import SecuritySettings, security_from_mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,24 +33,28 @@ class ServerConfig:
     #: The SQLite registry and journal, and one credential folder per session.
     data_dir: Path = Path("./data")
     #: The engine of new sessions that name none.
-    engine: str = "sim"
+    engine: str = "whatsmeow"
     #: The engines sessions may use; the default engine is always one of them.
-    engines: tuple[str, ...] = ("sim",)
+    engines: tuple[str, ...] = ("whatsmeow",)
     manager: ManagerSettings = field(default_factory=ManagerSettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
     #: How long in-flight RPCs get to finish on SIGTERM before they are cancelled.
     shutdown_grace_s: float = 5.0
+    #: API keys, TLS, limits, metrics (see security.py and the README's security section).
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
 
 _TOP_KEYS = {
     "listen",
     "data_dir",
     "engine",
+    "engines",
     "shutdown_grace_s",
     "policy",
     "qr",
     "manager",
     "journal",
+    *_SECURITY_KEYS,
 }
 _MANAGER_FLOATS = (
     "stable_after_s",
@@ -90,7 +96,7 @@ def config_from_mapping(data: Mapping[str, Any]) -> ServerConfig:
     listen = _string(data.get("listen", "127.0.0.1:50051"), "listen")
     if ":" not in listen:
         raise ConfigError(f"listen: expected host:port, got {listen!r}")
-    engine = _string(data.get("engine", "sim"), "engine")
+    engine = _string(data.get("engine", "whatsmeow"), "engine")
     if engine not in KNOWN_ENGINES:
         raise ConfigError(f"engine: expected one of {', '.join(KNOWN_ENGINES)}, got {engine!r}")
     engines = _engines(data.get("engines"), engine)
@@ -138,6 +144,7 @@ def config_from_mapping(data: Mapping[str, Any]) -> ServerConfig:
         shutdown_grace_s=positive_float(
             data.get("shutdown_grace_s", 5.0), "shutdown_grace_s", zero=True
         ),
+        security=security_from_mapping(data, listen),
     )
 
 

@@ -8,12 +8,16 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 from wasessions_server.api.server import BindError, WaSessionsServer
 from wasessions_server.config import load_config
 from wasessions_server.engines.registry import KNOWN_ENGINES
 from wasessions_server.errors import ConfigError, StorageError
+from wasessions_server.logfmt import FORMATS
+from wasessions_server.logfmt import configure as configure_logging
 from wasessions_server.store import DataDirLocked
 
 log = logging.getLogger("wasessions_server")
@@ -40,16 +44,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--log-level", default=os.environ.get("WASESSIONS_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=os.environ.get("WASESSIONS_LOG_FORMAT", "text"),
+        help="text (default) or json: one JSON object a line",
+    )
+    security = parser.add_argument_group("security and operability")
+    security.add_argument(
+        "--api-keys-file", help="API keys, one a line (KEY, sha256:HEX, read:KEY, read:sha256:HEX)"
+    )
+    security.add_argument("--tls-cert", help="server certificate chain (PEM): serve TLS")
+    security.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    security.add_argument("--tls-client-ca", help="CA (PEM) that client certificates must chain to")
+    security.add_argument("--metrics-listen", help="host:port for Prometheus metrics (default off)")
+    security.add_argument(
+        "--allow-unauthenticated",
+        action="store_const",
+        const=True,
+        help="serve a non-loopback address without API keys or client certificates",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if args.log_format not in FORMATS:
+        print("wa-sessions-server: --log-format: expected text or json", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(args.log_level, args.log_format)
     # NOTE: everything the server writes is private: credentials above all.
     os.umask(0o077)
     env = os.environ
@@ -61,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         "data_dir": args.data_dir or env.get("WASESSIONS_DATA_DIR"),
         "engine": args.engine or env.get("WASESSIONS_ENGINE"),
         "engines": args.engines or env.get("WASESSIONS_ENGINES"),
+        "api_keys_file": args.api_keys_file or env.get("WASESSIONS_API_KEYS_FILE"),
+        "tls_cert": args.tls_cert or env.get("WASESSIONS_TLS_CERT"),
+        "tls_key": args.tls_key or env.get("WASESSIONS_TLS_KEY"),
+        "tls_client_ca": args.tls_client_ca or env.get("WASESSIONS_TLS_CLIENT_CA"),
+        "metrics_listen": args.metrics_listen or env.get("WASESSIONS_METRICS_LISTEN"),
+        "allow_unauthenticated": args.allow_unauthenticated
+        or env.get("WASESSIONS_ALLOW_UNAUTHENTICATED"),
     }
     try:
         config = load_config(config_path, overrides)
@@ -68,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wa-sessions-server: invalid configuration: {error}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        return asyncio.run(_serve(WaSessionsServer(config)))
+        return _exit_bounded(asyncio.run(_serve(WaSessionsServer(config))))
     except DataDirLocked as error:
         print(f"wa-sessions-server: {error}", file=sys.stderr)
         return EXIT_LOCKED
@@ -80,12 +110,39 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_STORAGE
 
 
+#: After the journal is flushed, threads still inside the WhatsApp library (a connect in its
+#: 20 s handshake, a QR phase neonize never returns from) get this long, then the process exits
+#: without them: Python would otherwise wait for them forever.
+LIBRARY_EXIT_TIMEOUT_S = 25.0
+
+
+def _exit_bounded(code: int, timeout_s: float = LIBRARY_EXIT_TIMEOUT_S) -> int:
+    deadline = time.monotonic() + timeout_s
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t is not current and not t.daemon]
+    if stuck:
+        log.warning(
+            "%d threads still inside the WhatsApp library after %.0f s; exiting without them",
+            len(stuck),
+            timeout_s,
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 async def _serve(server: WaSessionsServer) -> int:
-    await server.start()
+    # NOTE: the handlers come first: a SIGTERM right after "listening on" is a clean stop too.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await server.start()
     await stop.wait()
     log.info("shutting down")
     await server.stop()

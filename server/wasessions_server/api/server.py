@@ -13,6 +13,8 @@ from wasessions.v1 import session_service_pb2, simulator_service_pb2
 from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
 
+from wasessions_server.api.auth import SecurityInterceptor
+from wasessions_server.api.session_health import SessionHealthServicer
 from wasessions_server.api.session_service import SessionService
 from wasessions_server.api.simulator_service import SimulatorService
 from wasessions_server.config import ServerConfig
@@ -20,7 +22,10 @@ from wasessions_server.engines import Engine
 from wasessions_server.engines.registry import build_engine
 from wasessions_server.engines.sim import SimEngine
 from wasessions_server.events import EventJournal
+from wasessions_server.logfmt import StateChangeLog
 from wasessions_server.manager import SessionManager
+from wasessions_server.metrics import MetricsHttpServer, ServerMetrics
+from wasessions_server.security import Role, SecuritySettings
 from wasessions_server.store import CredentialStore, DataDirLock, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -40,7 +45,10 @@ class WaSessionsServer:
         self.config = config
         self.port = 0
         self.manager: SessionManager | None = None
-        self.health = health.aio.HealthServicer()
+        self.health = SessionHealthServicer()
+        self.metrics = ServerMetrics()
+        self.metrics_port = 0
+        self._metrics_http: MetricsHttpServer | None = None
         self._server: grpc.aio.Server | None = None
         self._lock: DataDirLock | None = None
         self._journal: EventJournal | None = None
@@ -81,9 +89,23 @@ class WaSessionsServer:
             self._journal, CredentialStore(data_dir / "credentials"), engines, config.manager
         )
         await self.manager.start()
+        # NOTE: no await between start() and these: each seeds from the sessions as loaded
+        # and then follows the journal, so no change can fall in between.
+        self.health.attach(self.manager)
+        self.metrics.attach(self.manager)
+        state_log = StateChangeLog()
+        state_log.seed(list(self.manager.snapshot(None)))
+        self._journal.add_listener(state_log)
 
+        security = config.security
         # NOTE: so_reuseport 0: a second process must not share the port and split traffic.
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", security.max_message_bytes),
+            ],
+            interceptors=[SecurityInterceptor(security, self.metrics)],
+        )
         svc_grpc.add_SessionServiceServicer_to_server(SessionService(self.manager), server)
         services = [SESSION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
         if isinstance(sim, SimEngine):
@@ -95,7 +117,15 @@ class WaSessionsServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(services, server)
         try:
-            self.port = server.add_insecure_port(config.listen)
+            if security.tls is not None:
+                credentials = grpc.ssl_server_credentials(
+                    [(security.tls.key, security.tls.cert)],
+                    root_certificates=security.tls.client_ca,
+                    require_client_auth=security.tls.client_ca is not None,
+                )
+                self.port = server.add_secure_port(config.listen, credentials)
+            else:
+                self.port = server.add_insecure_port(config.listen)
         except RuntimeError as error:
             raise BindError(f"cannot listen on {config.listen}: {error}") from None
         if self.port == 0:
@@ -104,6 +134,17 @@ class WaSessionsServer:
         await server.start()
         for name in ("", SESSION_SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if security.metrics_listen is not None:
+            self._metrics_http = MetricsHttpServer(self.metrics, security.metrics_listen)
+            try:
+                await self._metrics_http.start()
+            except OSError as error:
+                raise BindError(
+                    f"cannot serve metrics on {security.metrics_listen}: {error.strerror}"
+                ) from None
+            self.metrics_port = self._metrics_http.port
+            log.info("metrics at http://%s:%d/metrics", self._metrics_http.host, self.metrics_port)
+        _log_security(security)
         log.info("wa-sessions listening on %s (data dir %s)", self.target, data_dir)
 
     async def wait_for_termination(self) -> None:
@@ -128,6 +169,9 @@ class WaSessionsServer:
         log.info("wa-sessions stopped")
 
     async def _abandon(self) -> None:
+        if self._metrics_http is not None:
+            await self._metrics_http.stop()
+            self._metrics_http = None
         if self._server is not None and not self._stopped:
             await self._server.stop(None)
         if self._journal is not None:
@@ -136,3 +180,26 @@ class WaSessionsServer:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _log_security(security: SecuritySettings) -> None:
+    tls = "off"
+    if security.tls is not None:
+        tls = "mutual (client certificates required)" if security.tls.client_ca else "on"
+    if security.api_keys:
+        read = sum(1 for k in security.api_keys.keys if k.role is Role.READ)
+        log.info(
+            "API keys required: %d keys (%d read-only); TLS %s",
+            len(security.api_keys.keys),
+            read,
+            tls,
+        )
+    elif security.authenticates:
+        log.info("no API keys; clients are authenticated by certificate (TLS %s)", tls)
+    else:
+        log.warning(
+            "no API keys configured: every client that can reach the port has full access; "
+            "bound to %s only (TLS %s)",
+            "loopback" if not security.allow_unauthenticated else "the configured address",
+            tls,
+        )

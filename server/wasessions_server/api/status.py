@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +16,9 @@ from grpc_status import rpc_status
 from wasessions_server.errors import DOMAIN, ServiceError, Status, StorageError
 
 log = logging.getLogger(__name__)
+
+#: OS errors of a full or failing disk (e.g. writing credentials): UNAVAILABLE, not INTERNAL.
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 S = TypeVar("S")
@@ -50,7 +54,9 @@ def to_grpc_status(error: ServiceError) -> grpc.Status:
 def _service_error(error: Exception, method: str) -> ServiceError:
     if isinstance(error, ServiceError):
         return error
-    if isinstance(error, StorageError):
+    if isinstance(error, StorageError) or (
+        isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS
+    ):
         log.error("%s: storage failed: %s", method, error)
         return ServiceError(
             Status.UNAVAILABLE,

@@ -53,6 +53,7 @@ DEFAULT_MESSAGES = {
     wa.LOGGED_OUT: "Stream Errored (conflict: device_removed)",
 }
 _UNREACHABLE = "WebSocket Error (getaddrinfo ENOTFOUND web.whatsapp.com)"
+_DROP_SLICE = 200  # connections SetNetwork(false) closes per event-loop iteration
 _BLOCKING_CODES = (wa.TEMPORARILY_BANNED, wa.FORBIDDEN, wa.BANNED)
 _REVOKING_CODES = (wa.LOGGED_OUT, wa.MULTIDEVICE_MISMATCH)
 
@@ -303,8 +304,19 @@ class SimEngine:
     def set_network(self, reachable: bool) -> None:
         self.world.reachable = reachable
         if not reachable:
-            for connection in list(self.world.live.values()):
-                connection._close(wa.CONNECTION_LOST, DEFAULT_MESSAGES[wa.CONNECTION_LOST])
+            self._drop(list(self.world.live.values()))
+
+    def _drop(self, connections: list[SimConnection]) -> None:
+        """Closes `connections` with 408, one slice now and one per loop iteration after.
+
+        NOTE: a real network loss reaches each connection on its own; closing ten thousand in
+        one call would hand the event loop all their close handling in a single iteration.
+        """
+        for connection in connections[:_DROP_SLICE]:
+            connection._close(wa.CONNECTION_LOST, DEFAULT_MESSAGES[wa.CONNECTION_LOST])
+        rest = connections[_DROP_SLICE:]
+        if rest:
+            asyncio.get_running_loop().call_soon(self._drop, rest)
 
 
 def _account(creds: dict[str, Any]) -> Account:

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[JournalEntry], None]
 T = TypeVar("T")
+_PUBLISH_SLICE = 128
 _WAKE = JournalEntry(-1, "", Cause.CREATED, None, 0.0)  # wakes a reader; never delivered
 
 
@@ -58,10 +59,15 @@ class Subscription:
 
     async def next(self, wait_s: float) -> JournalEntry | None:
         """The next entry; None after `wait_s` seconds without one. Raises FellBehind."""
-        try:
-            entry = await asyncio.wait_for(self._queue.get(), wait_s)
-        except TimeoutError:
-            entry = None
+        if not self._queue.empty():
+            # NOTE: the common case under load; a timeout would cost a timer each.
+            entry: JournalEntry | None = self._queue.get_nowait()
+        else:
+            try:
+                async with asyncio.timeout(wait_s):
+                    entry = await self._queue.get()
+            except TimeoutError:
+                entry = None
         if self._draining:
             raise shutting_down()
         if self._fell_behind:
@@ -70,6 +76,10 @@ class Subscription:
                 self._queue.get_nowait()
             raise FellBehind
         return entry
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
 
     def close(self) -> None:
         self._journal.unsubscribe(self)
@@ -144,11 +154,15 @@ class EventJournal:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            for entry, future in batch:
+            for index, (entry, future) in enumerate(batch, 1):
                 self.head = entry.seq
                 self._publish(entry)
                 if not future.done():
                     future.set_result(entry)
+                if index % _PUBLISH_SLICE == 0 and index < len(batch):
+                    # NOTE: a storm commits thousands of changes in one batch; publishing
+                    # them in slices lets the loop answer RPCs (and wake the appenders) between.
+                    await asyncio.sleep(0)
             self._since_prune += len(entries)
             if self._since_prune >= max(1000, self._retention // 10):
                 self._since_prune = 0
@@ -197,6 +211,16 @@ class EventJournal:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
+
+    @property
+    def pending_count(self) -> int:
+        """Changes appended but not yet durable (for metrics)."""
+        return self._next_seq - 1 - self.head
+
+    @property
+    def max_subscriber_backlog(self) -> int:
+        """Committed changes queued for the slowest subscriber (for metrics)."""
+        return max((s.backlog for s in self._subscriptions), default=0)
 
     async def read_after(self, after: int, upto: int, limit: int) -> list[JournalEntry] | None:
         return await self.run_blocking(self.store.read_after, after, upto, limit)

@@ -15,7 +15,7 @@ from wasessions_server.engines import Connection, ConnectTarget, Engine
 from wasessions_server.errors import ServiceError, Status, shutting_down
 from wasessions_server.events import EventJournal, ResumePoint, WatchItem, watch
 from wasessions_server.manager.qr import QrItem, QrOutcome
-from wasessions_server.manager.ratelimit import ConnectRateLimiter
+from wasessions_server.manager.ratelimit import ConnectRateLimiter, Pacer
 from wasessions_server.manager.supervisor import SessionSupervisor, SupervisorSettings
 from wasessions_server.model import Cause, JournalEntry, RequiredAction, SessionRecord, State
 from wasessions_server.policy import QrSchedule, ReconnectPolicy, default_policy
@@ -60,6 +60,7 @@ class SessionManager:
         self.engines = dict(engines)
         self.settings = settings
         self._limiter = ConnectRateLimiter(settings.connect_rate)
+        self._pacer = Pacer()  # one for all supervisors: close handling in slices
         self._supervisor_settings = SupervisorSettings(
             policy=settings.policy,
             stable_after_s=settings.stable_after_s,
@@ -83,9 +84,50 @@ class SessionManager:
             supervisor = self._new_supervisor(record)
             self._sessions[record.session_id] = supervisor
         self._ids = sorted(self._sessions)
-        self._restore_task = asyncio.create_task(self._restore(), name="restore")
+        restorable = await self._mark_restart()
+        self._restore_task = asyncio.create_task(self._restore(restorable), name="restore")
 
-    async def _restore(self) -> None:
+    async def _mark_restart(self) -> list[SessionSupervisor]:
+        """Before anything is served, each session that was running says what it is now:
+        CONNECTING (restorable: it has credentials, but no connection in this process yet), or
+        STOPPED when it was waiting for a QR scan. Returns the restorable ones.
+
+        NOTE: all in one batch, before the port is bound: a restored session must not report
+        the previous process's CONNECTED until its turn to reconnect comes (seconds, with
+        thousands of sessions).
+        """
+        restorable: list[SessionSupervisor] = []
+        commits = []
+        for supervisor in self._sessions.values():
+            if not supervisor.record.state.is_running:
+                continue
+            if supervisor.engine.has_credentials(supervisor.vault):
+                restorable.append(supervisor)
+                commits.append(
+                    supervisor.commit(
+                        Cause.RESTORED,
+                        state=State.CONNECTING,
+                        required_action=RequiredAction.NONE,
+                        retry=None,
+                        status_message="Restored after a restart; connecting.",
+                    )
+                )
+            else:
+                # NOTE: no QR storm after a restart: nobody is looking at these QR codes now.
+                commits.append(
+                    supervisor.commit(
+                        Cause.QR_ABANDONED,
+                        state=State.STOPPED,
+                        required_action=RequiredAction.START_SESSION,
+                        retry=None,
+                        status_message="The server restarted while this session waited for a "
+                        "QR scan; StartSession shows new QR codes.",
+                    )
+                )
+        await asyncio.gather(*commits)
+        return restorable
+
+    async def _restore(self, restorable: list[SessionSupervisor]) -> None:
         gate = asyncio.Semaphore(self.settings.restore_concurrency)
 
         async def restore_one(supervisor: SessionSupervisor) -> None:
@@ -94,35 +136,11 @@ class SessionManager:
                 async with supervisor.operations:
                     if supervisor.running or not supervisor.record.state.is_running:
                         return
-                    await supervisor.commit(
-                        Cause.RESTORED,
-                        state=State.CONNECTING,
-                        required_action=RequiredAction.NONE,
-                        retry=None,
-                        status_message="Restored after a restart; connecting.",
-                    )
                     supervisor.launch()
                 # NOTE: the gate bounds how many sessions are connecting at once, not how many
                 # are running: it is released when the first attempt has an outcome.
                 await supervisor.settled.wait()
 
-        restorable = []
-        for supervisor in list(self._sessions.values()):
-            record = supervisor.record
-            if not record.state.is_running:
-                continue
-            if supervisor.engine.has_credentials(supervisor.vault):
-                restorable.append(supervisor)
-            else:
-                # NOTE: no QR storm after a restart: nobody is looking at these QR codes now.
-                await supervisor.commit(
-                    Cause.QR_ABANDONED,
-                    state=State.STOPPED,
-                    required_action=RequiredAction.START_SESSION,
-                    retry=None,
-                    status_message="The server restarted while this session waited for a QR "
-                    "scan; StartSession shows new QR codes.",
-                )
         if restorable:
             log.info("restoring %d sessions", len(restorable))
         await asyncio.gather(*(restore_one(s) for s in restorable), return_exceptions=True)
@@ -241,7 +259,10 @@ class SessionManager:
                 f"session {session_id} already exists",
                 metadata={"name": f"sessions/{session_id}"},
             )
-        if len(self._sessions) + len(self._creating) >= self.settings.max_sessions:
+        # NOTE: a session being created is in `_sessions` too once its first commit is
+        # published; counting it twice refused creates below the limit.
+        creating = sum(1 for sid in self._creating if sid not in self._sessions)
+        if len(self._sessions) + creating >= self.settings.max_sessions:
             raise ServiceError(
                 Status.RESOURCE_EXHAUSTED,
                 "TOO_MANY_SESSIONS",
@@ -365,13 +386,11 @@ class SessionManager:
         """Logs the device out (best effort) and wipes the credentials."""
         connection = await supervisor.halt(keep_connection=True)
         try:
-            if connection is not None:
-                await asyncio.wait_for(connection.logout(), self.settings.close_timeout_s)
-            elif supervisor.engine.has_credentials(supervisor.vault):
-                await asyncio.wait_for(
-                    supervisor.engine.logout_offline(supervisor.vault),
-                    self.settings.close_timeout_s,
-                )
+            async with asyncio.timeout(self.settings.close_timeout_s):
+                if connection is not None:
+                    await connection.logout()
+                elif supervisor.engine.has_credentials(supervisor.vault):
+                    await supervisor.engine.logout_offline(supervisor.vault)
         except Exception as error:
             log.warning("session %s: logout failed: %s", supervisor.session_id, error)
         finally:
@@ -408,6 +427,7 @@ class SessionManager:
             self.journal,
             self._limiter,
             self._supervisor_settings,
+            self._pacer,
         )
 
     def _on_committed(self, entry: JournalEntry) -> None:

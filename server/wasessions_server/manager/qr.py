@@ -25,10 +25,12 @@ class QrBoard:
 
     def __init__(self) -> None:
         self.current: Qr | None = None
+        self.issued = 0  # codes shown over the board's life (for metrics)
         self._watchers: set[asyncio.Queue[QrItem | object]] = set()
 
     def show(self, qr: Qr) -> None:
         self.current = qr
+        self.issued += 1
         for queue in self._watchers:
             queue.put_nowait(qr)
 

@@ -3,24 +3,111 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 
 
 class ConnectRateLimiter:
-    """Hands out connect slots at most `rate` per second, in order, with no bursts.
+    """Hands out connects at most `rate` per second, in order: never more than `rate` in any
+    one-second window, and no bursts.
 
-    NOTE: a slot is a point in time, reserved at once; waiting for it needs no lock and no
-    timer per session, and a cancelled waiter simply leaves its slot unused.
+    NOTE: one dispatcher releases the waiters, at the pace of a token bucket that holds at most
+    1/10 s worth of connects (1 to 50). Slots reserved ahead with one timer per session
+    would all come due together after the loop was busy for a moment, and the connects would
+    arrive as a burst above the limit; the bucket lets a late dispatcher catch up by a few
+    connects at most, and a one-second window of release times caps the rate outright. A
+    cancelled waiter simply leaves its turn unused.
     """
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self._interval = 1.0 / rate
-        self._next_slot = 0.0
+        self._capacity = max(1.0, min(50.0, rate / 10))
+        self._tokens = 1.0
+        self._stamp = 0.0  # loop time the tokens were counted at
+        # 1 % below the limit: whoever times the connects sees them a little after the release.
+        self._per_second = max(1, int(rate * 0.99))
+        self._recent: collections.deque[float] = collections.deque()  # releases in the last 1 s
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._dispatcher: asyncio.Task[None] | None = None
 
     async def acquire(self) -> None:
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + self._interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        if not self._waiters and self._take(loop.time()):
+            return
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(future)
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = loop.create_task(self._dispatch(), name="connect-rate-limiter")
+        await future
+
+    def _take(self, now: float) -> bool:
+        if self._stamp == 0.0:
+            self._stamp = now
+        self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        recent = self._recent
+        while recent and recent[0] <= now - 1.0:
+            recent.popleft()
+        if self._tokens < 1.0 or len(recent) >= self._per_second:
+            return False
+        self._tokens -= 1.0
+        recent.append(now)
+        return True
+
+    async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        waiters = self._waiters
+        while waiters:
+            while waiters:
+                if waiters[0].done():  # cancelled: the session stopped waiting
+                    waiters.popleft()
+                elif self._take(loop.time()):
+                    waiters.popleft().set_result(None)
+                else:
+                    break
+            if waiters:
+                delay = (1.0 - self._tokens) / self.rate
+                if len(self._recent) >= self._per_second:
+                    delay = max(delay, self._recent[0] + 1.0 - loop.time())
+                await asyncio.sleep(max(delay, 0.0005))
+
+
+class Pacer:
+    """Admits at most `per_turn` waiters per event-loop iteration, in order.
+
+    NOTE: when thousands of connections close at once (a network blip), every supervisor
+    would otherwise run its close handling in the same loop iteration, and RPCs would wait
+    behind all of it; paced, the loop answers RPCs between slices. One pacer, no timers.
+    """
+
+    def __init__(self, per_turn: int = 50) -> None:
+        self.per_turn = per_turn
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._scheduled = False
+        self._admitted = 0  # in the current iteration
+
+    async def turn(self) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._scheduled:
+            # NOTE: the first `per_turn` in an iteration pass at once; the count resets when
+            # the loop gets to the release callback, i.e. in the next iteration.
+            self._scheduled = True
+            self._admitted = 0
+            loop.call_soon(self._release)
+        if not self._waiters and self._admitted < self.per_turn:
+            self._admitted += 1
+            return
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(future)
+        await future
+
+    def _release(self) -> None:
+        self._admitted = 0
+        while self._waiters and self._admitted < self.per_turn:
+            future = self._waiters.popleft()
+            if not future.done():  # a cancelled waiter (session stopped) takes no turn
+                future.set_result(None)
+                self._admitted += 1
+        if self._waiters:
+            asyncio.get_running_loop().call_soon(self._release)
+        else:
+            self._scheduled = False

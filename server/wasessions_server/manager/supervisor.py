@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception
+from tenacity import AsyncRetrying, RetryCallState
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
@@ -28,10 +28,16 @@ from wasessions_server.engines import (
 from wasessions_server.errors import ServiceError, Status
 from wasessions_server.events import EventJournal
 from wasessions_server.manager.qr import QrBoard, QrOutcome
-from wasessions_server.manager.ratelimit import ConnectRateLimiter
+from wasessions_server.manager.ratelimit import ConnectRateLimiter, Pacer
 from wasessions_server.model import Cause, Disconnect, RequiredAction, RetryProgress, SessionRecord
 from wasessions_server.model import State as S
-from wasessions_server.policy import Action, CodeRule, ReconnectPolicy, is_qr_window_over
+from wasessions_server.policy import (
+    Action,
+    Backoff,
+    CodeRule,
+    ReconnectPolicy,
+    is_qr_window_over,
+)
 from wasessions_server.policy import codes as wa
 from wasessions_server.store import CredentialVault
 
@@ -72,9 +78,15 @@ class _WaitForCode(wait_base):
 
     def __init__(self, policy: ReconnectPolicy) -> None:
         self.policy = policy
+        # NOTE: built once per rule, not on every retry (a storm retries thousands at once).
+        self._waits: dict[Backoff, wait_base] = {}
 
     def __call__(self, retry_state: RetryCallState) -> float:
-        return _rule_of(self.policy, retry_state).backoff.wait()(retry_state)
+        backoff = _rule_of(self.policy, retry_state).backoff
+        wait = self._waits.get(backoff)
+        if wait is None:
+            wait = self._waits[backoff] = backoff.wait()
+        return wait(retry_state)
 
 
 class _StopForCode(stop_base):
@@ -90,6 +102,18 @@ class _StopForCode(stop_base):
     def __call__(self, retry_state: RetryCallState) -> bool:
         rule = _rule_of(self.policy, retry_state)
         return retry_state.attempt_number > rule.backoff.max_attempts
+
+
+_RETRYING: dict[int, tuple[ReconnectPolicy, AsyncRetrying]] = {}
+
+
+def _retrying_for(policy: ReconnectPolicy) -> AsyncRetrying:
+    """The retry configuration of `policy`, built once (and kept while the policy lives)."""
+    cached = _RETRYING.get(id(policy))
+    if cached is None or cached[0] is not policy:
+        retrying = AsyncRetrying(wait=_WaitForCode(policy), stop=_StopForCode(policy))
+        cached = _RETRYING[id(policy)] = (policy, retrying)
+    return cached[1]
 
 
 def _rule_of(policy: ReconnectPolicy, retry_state: RetryCallState) -> CodeRule:
@@ -119,6 +143,7 @@ class SessionSupervisor:
         journal: EventJournal,
         limiter: ConnectRateLimiter,
         settings: SupervisorSettings,
+        pacer: Pacer | None = None,
     ) -> None:
         self.record = record
         self.engine = engine
@@ -128,6 +153,7 @@ class SessionSupervisor:
         self.settled = asyncio.Event()  # set once the current run leaves CONNECTING
         self._journal = journal
         self._limiter = limiter
+        self._pacer = pacer if pacer is not None else Pacer()
         self._settings = settings
         self._policy = settings.policy
         self._mutation = asyncio.Lock()
@@ -206,9 +232,13 @@ class SessionSupervisor:
             return None
         self._detach = keep_connection
         handed_over = self._connection if self._connection_open else None
-        task.cancel()
         try:
-            await asyncio.wait({task})
+            # NOTE: Python 3.11's asyncio.wait_for (inside an engine, say) swallows a cancel that
+            # arrives as its inner future completes (cpython gh-86296): the run would go on,
+            # holding a connection, and this wait would never end. Cancel until it really ends.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
         finally:
             self._detach = False
         if not keep_connection or handed_over is None:
@@ -217,7 +247,8 @@ class SessionSupervisor:
 
     async def close_connection(self, connection: Connection) -> None:
         try:
-            await asyncio.wait_for(connection.close(), self._settings.close_timeout_s)
+            async with asyncio.timeout(self._settings.close_timeout_s):
+                await connection.close()
         except Exception as error:
             log.warning("session %s: closing the connection failed: %s", self.session_id, error)
 
@@ -283,33 +314,31 @@ class SessionSupervisor:
 
     async def _reconnect(self, first: ConnectionEnd) -> ConnectionEnd | None:
         """One retry sequence. Returns a close the sequence does not retry (for the caller to
-        apply), a close after a stable connection (a new sequence starts), or None."""
-        pending = [first]
-        retrying = AsyncRetrying(
-            sleep=self._sleep,
-            wait=_WaitForCode(self._policy),
-            stop=_StopForCode(self._policy),
-            retry=retry_if_exception(self._is_retryable),
-            before_sleep=self._announce_retry,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    if pending:
-                        raise ConnectionClosed(pending.pop())
-                    number = attempt.retry_state.attempt_number - 1
-                    end = await self._hold(retry=number)
-                    if end.stable and self._is_retryable(ConnectionClosed(end)):
-                        return end
-                    raise ConnectionClosed(end)
-        except RetryError as exhausted:
-            error = exhausted.last_attempt.exception()
-            assert isinstance(error, ConnectionClosed)
-            await self._give_up(error.end.close)
-            return None
-        except ConnectionClosed as terminal:
-            return terminal.end
-        return None
+        apply), a close after a stable connection (a new sequence starts), or None.
+
+        NOTE: the loop is spelled out over tenacity's primitives (the retry state, the wait and
+        stop strategies of one AsyncRetrying per policy) instead of iterating AsyncRetrying,
+        whose per-attempt bookkeeping (it inspects every callback on every attempt) cost more
+        than the rest of a reconnect; a reconnect storm runs this for every session at once.
+        """
+        retrying = _retrying_for(self._policy)
+        state = RetryCallState(retrying, None, (), {})
+        end = first
+        while True:
+            error = ConnectionClosed(end)
+            if not self._is_retryable(error):
+                return end
+            state.set_exception((ConnectionClosed, error, None))
+            if retrying.stop(state):
+                await self._give_up(end.close)
+                return None
+            state.upcoming_sleep = retrying.wait(state)
+            await self._announce_retry(state)
+            await self._sleep(state.upcoming_sleep)
+            state.prepare_for_next_attempt()
+            end = await self._hold(retry=state.attempt_number - 1)
+            if end.stable and self._is_retryable(ConnectionClosed(end)):
+                return end
 
     def _is_retryable(self, error: BaseException) -> bool:
         if not isinstance(error, ConnectionClosed):
@@ -339,7 +368,8 @@ class SessionSupervisor:
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._retry_now.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._retry_now.wait()
 
     async def _give_up(self, close: Closed) -> None:
         rule = self._policy.rule_for(close.code, close.message)
@@ -399,9 +429,11 @@ class SessionSupervisor:
         await self._limiter.acquire()
         target = ConnectTarget(self.session_id, self.vault, self.record.proxy)
         try:
-            connection = await asyncio.wait_for(
-                self.engine.connect(target), self._settings.connect_timeout_s
-            )
+            async with asyncio.timeout(self._settings.connect_timeout_s):
+                connection = await self.engine.connect(target)
+        except TimeoutError:
+            message = f"connect timed out after {self._settings.connect_timeout_s:g} s"
+            return ConnectionEnd(Closed(wa.CONNECTION_LOST, message), stable=False)
         except Exception as error:
             message = str(error) or type(error).__name__
             return ConnectionEnd(Closed(wa.CONNECTION_LOST, message), stable=False)
@@ -412,6 +444,9 @@ class SessionSupervisor:
                 if isinstance(event, Closed):
                     self._connection_open = False
                     up = time.monotonic() - opened_at if opened_at is not None else 0.0
+                    # NOTE: a network blip closes every connection at once; the pacer spreads
+                    # the close handling over loop iterations so RPCs keep being answered.
+                    await self._pacer.turn()
                     return ConnectionEnd(event, up >= self._settings.stable_after_s)
                 if isinstance(event, Qr):
                     await self._on_qr(event)

@@ -89,7 +89,10 @@ class SqliteStore:
                 )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # NOTE: a COMMIT that fails with SQLITE_FULL or an I/O error has already rolled
+                # back; a second ROLLBACK would fail and hide the real error (disk full).
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
             raise StorageError(f"cannot write to {self.path}: {error}") from error

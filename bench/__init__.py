@@ -1,0 +1,1 @@
+"""Benchmarks of wa-sessions: `python -m bench` (see bench/README.md)."""

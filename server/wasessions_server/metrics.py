@@ -1,0 +1,239 @@
+"""Prometheus metrics (prometheus-client), served over HTTP at `metrics_listen` when set.
+
+Everything is fed from the journal (every committed change, in order) and from the api layer
+(RPCs and streams); values that are cheaper to read than to track are read at scrape time, in
+the event loop, so they are consistent with what the server itself sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from wasessions_server.manager import SessionManager
+from wasessions_server.manager.qr import QrBoard
+from wasessions_server.model import Cause, JournalEntry, SessionRecord, State
+
+log = logging.getLogger(__name__)
+
+_RECONNECT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class ServerMetrics:
+    """One server's metrics in its own registry (several servers may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.sessions = Gauge(
+            "wasessions_sessions", "Sessions by state and engine.", ["state", "engine"], registry=r
+        )
+        self.disconnects = Counter(
+            "wasessions_disconnects", "Connection closes, by disconnect code.", ["code"], registry=r
+        )
+        self.reconnect_attempts = Counter(
+            "wasessions_reconnect_attempts", "Reconnect attempts started (retries).", registry=r
+        )
+        self.reconnect_seconds = Histogram(
+            "wasessions_reconnect_seconds",
+            "Time from losing a connection to CONNECTED again.",
+            buckets=_RECONNECT_BUCKETS,
+            registry=r,
+        )
+        self.qr_codes = Counter("wasessions_qr_codes_issued", "QR codes shown.", registry=r)
+        self.state_changes = Counter(
+            "wasessions_state_changes", "State changes, by new state.", ["state"], registry=r
+        )
+        self.streams = Gauge(
+            "wasessions_active_streams", "Open server streams, by method.", ["method"], registry=r
+        )
+        self.watch_streams = Gauge(
+            "wasessions_watch_streams", "Open WatchSessions streams.", registry=r
+        )
+        self.journal_head = Gauge(
+            "wasessions_journal_head_sequence", "Sequence of the last durable change.", registry=r
+        )
+        self.journal_entries = Gauge(
+            "wasessions_journal_entries", "Changes kept in the journal for resuming.", registry=r
+        )
+        self.journal_lag = Gauge(
+            "wasessions_journal_lag_entries",
+            "Changes appended but not yet durable (waiting for the group commit).",
+            registry=r,
+        )
+        self.watch_backlog = Gauge(
+            "wasessions_watch_backlog_max_entries",
+            "Committed changes queued for the slowest watcher.",
+            registry=r,
+        )
+        self.rpcs = Counter(
+            "wasessions_rpcs", "Finished RPCs by method and code.", ["method", "code"], registry=r
+        )
+        self.rpc_seconds = Histogram(
+            "wasessions_rpc_seconds", "RPC handling time by method.", ["method"], registry=r
+        )
+        self.storage_errors = Counter(
+            "wasessions_storage_errors", "Writes refused because the store failed.", registry=r
+        )
+        self._manager: SessionManager | None = None
+        self._last: dict[str, SessionRecord] = {}
+        self._down_since: dict[str, float] = {}
+        self._boards: dict[str, QrBoard] = {}
+        self._qr_counted: dict[str, int] = {}
+
+    # Feeding ---------------------------------------------------------------------------------
+
+    def attach(self, manager: SessionManager) -> None:
+        """Starts following `manager`'s journal. Call before the event loop runs anything
+        else after `manager.start()`, so no change falls between the seed and the listener."""
+        self._manager = manager
+        for record in manager.snapshot(None):
+            self._last[record.session_id] = record
+            self._watch_board(record.session_id)
+        for engine in manager.engines:
+            for state in State:
+                self.sessions.labels(state.value, engine)
+        manager.journal.add_listener(self.on_entry)
+
+    def _watch_board(self, session_id: str) -> None:
+        if self._manager is None or session_id in self._boards:
+            return
+        with contextlib.suppress(Exception):
+            self._boards[session_id] = self._manager.supervisor(session_id).qr
+            self._qr_counted[session_id] = 0
+
+    def on_entry(self, entry: JournalEntry) -> None:
+        sid = entry.session_id
+        previous = self._last.get(sid)
+        record = entry.record
+        self._count_qr(sid)
+        if record is None:
+            self._last.pop(sid, None)
+            self._down_since.pop(sid, None)
+            self._boards.pop(sid, None)
+            self._qr_counted.pop(sid, None)
+            return
+        self._last[sid] = record
+        self._watch_board(sid)
+        if previous is None or previous.state is not record.state:
+            self.state_changes.labels(record.state.value).inc()
+        if entry.cause is Cause.RETRY_STARTED:
+            self.reconnect_attempts.inc()
+        closed = record.last_disconnect
+        if closed is not None and (previous is None or previous.last_disconnect != closed):
+            self.disconnects.labels(str(closed.code)).inc()
+            if previous is not None and previous.state is State.CONNECTED:
+                self._down_since[sid] = closed.time
+        if record.state is State.CONNECTED:
+            since = self._down_since.pop(sid, None)
+            if since is not None:
+                self.reconnect_seconds.observe(max(0.0, entry.time - since))
+        elif not record.state.is_running:
+            self._down_since.pop(sid, None)
+
+    def _count_qr(self, session_id: str) -> None:
+        board = self._boards.get(session_id)
+        if board is None:
+            return
+        issued = board.issued
+        counted = self._qr_counted.get(session_id, 0)
+        if issued > counted:
+            self.qr_codes.inc(issued - counted)
+            self._qr_counted[session_id] = issued
+
+    def rpc_done(self, method: str, code: str, seconds: float) -> None:
+        self.rpcs.labels(method, code).inc()
+        self.rpc_seconds.labels(method).observe(seconds)
+
+    # Reading ---------------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Brings the scrape-time values up to date."""
+        manager = self._manager
+        if manager is None:
+            return
+        for session_id in list(self._boards):
+            self._count_qr(session_id)
+        counts: dict[tuple[str, str], int] = {}
+        for engine in manager.engines:
+            for state in State:
+                counts[(state.value, engine)] = 0
+        for record in manager.snapshot(None):
+            key = (record.state.value, record.engine)
+            counts[key] = counts.get(key, 0) + 1
+        for (state_name, engine), count in counts.items():
+            self.sessions.labels(state_name, engine).set(count)
+        journal = manager.journal
+        self.watch_streams.set(journal.subscriber_count)
+        self.journal_head.set(journal.head)
+        self.journal_lag.set(journal.pending_count)
+        self.watch_backlog.set(journal.max_subscriber_backlog)
+        with contextlib.suppress(Exception):
+            first, last = await journal.run_blocking(journal.store.bounds)
+            self.journal_entries.set(max(0, last - first + 1))
+
+    async def exposition(self) -> bytes:
+        await self.refresh()
+        return generate_latest(self.registry)
+
+
+class MetricsHttpServer:
+    """A minimal HTTP/1.0 endpoint in the event loop: GET /metrics, nothing else."""
+
+    def __init__(self, metrics: ServerMetrics, listen: str) -> None:
+        self._metrics = metrics
+        self._listen = listen
+        self._server: asyncio.Server | None = None
+        self.host = listen.rpartition(":")[0].strip("[]")
+        self.port = 0
+
+    async def start(self) -> None:
+        port = self._listen.rpartition(":")[2]
+        self._server = await asyncio.start_server(self._handle, self.host, int(port))
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10.0)
+            method, path = _request_line(request)
+            if method not in ("GET", "HEAD") or path.split("?")[0] not in ("/metrics", "/"):
+                _respond(writer, "404 Not Found", b"not found; try /metrics\n", "text/plain")
+            else:
+                body = await self._metrics.exposition()
+                _respond(writer, "200 OK", b"" if method == "HEAD" else body, CONTENT_TYPE_LATEST)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            pass
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+def _request_line(request: bytes) -> tuple[str, str]:
+    parts = request.split(b"\r\n", 1)[0].decode("latin-1").split()
+    return (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
+
+
+def _respond(writer: asyncio.StreamWriter, status: str, body: bytes, content_type: str) -> None:
+    head: Iterable[str] = (
+        f"HTTP/1.0 {status}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    )
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)

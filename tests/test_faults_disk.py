@@ -1,0 +1,214 @@
+"""Disk full: writes fail with a clear UNAVAILABLE (or INTERNAL) error and a log line, nothing
+already stored is damaged, and the server recovers when space returns.
+
+The data directory lives on a small tmpfs when this machine lets the test mount one (tests run
+as root); otherwise the same scenario runs through a fault-injection seam: the store's and
+the credential vault's writes fail the way a full disk makes them fail."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import sqlite3
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from wasessions.v1 import session_service_pb2 as svc
+from wasessions.v1 import simulator_service_pb2 as sim
+from wasessions_server.errors import StorageError
+from wasessions_server.store.credentials import CredentialVault
+
+from tests.helpers import Running, S, error_info, start_server, stop_server
+
+FULL_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL}
+
+
+class SmallDisk:
+    """A data directory whose disk can be filled up and freed again."""
+
+    def __init__(self, root: Path, mounted: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root = root
+        self.mounted = mounted
+        self._monkeypatch = monkeypatch
+        self._full = False
+        self._filler = root / "filler"
+
+    def fill(self, running: Running) -> None:
+        if self.mounted:
+            fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                for chunk in (1 << 16, 1 << 12, 1 << 8, 1):
+                    with contextlib.suppress(OSError):
+                        while os.write(fd, b"\0" * chunk):
+                            pass
+            finally:
+                os.close(fd)
+            # NOTE: prove the disk really is full.
+            probe = os.open(self.root / "probe", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                with pytest.raises(OSError) as raised:
+                    os.write(probe, b"\0" * 8192)
+            finally:
+                os.close(probe)
+                os.unlink(self.root / "probe")
+            assert raised.value.errno == errno.ENOSPC
+            return
+        self._full = True
+        store = running.server.manager.journal.store  # type: ignore[union-attr]
+        real_write = store.write_batch
+
+        def write_batch(entries: Any) -> None:
+            if self._full:
+                raise StorageError(f"cannot write to {store.path}: database or disk is full")
+            real_write(entries)
+
+        self._monkeypatch.setattr(store, "write_batch", write_batch)
+        real_vault_write = CredentialVault.write
+
+        def vault_write(vault: CredentialVault, name: str, data: bytes) -> None:
+            if self._full:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_vault_write(vault, name, data)
+
+        self._monkeypatch.setattr(CredentialVault, "write", vault_write)
+
+    def free(self) -> None:
+        if self.mounted:
+            self._filler.unlink()
+        self._full = False
+
+
+def _try_mount(where: Path) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    return result.returncode == 0
+
+
+@pytest.fixture(params=["tmpfs", "seam"])
+def small_disk(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SmallDisk]:
+    root = tmp_path / f"small-{uuid.uuid4().hex[:6]}"
+    mounted = request.param == "tmpfs" and _try_mount(root)
+    if not mounted:
+        root.mkdir(parents=True, exist_ok=True)
+    try:
+        yield SmallDisk(root, mounted, monkeypatch)
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+CONFIG = {"qr": {"first_timeout_s": 60.0, "timeout_s": 20.0, "max_codes": 3}}
+
+
+async def _refused_write(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    code, reason, _ = error_info(raised.value)
+    assert code in FULL_CODES, raised.value
+    assert "disk" in (raised.value.details() or "") or "log" in (raised.value.details() or "")
+    return code, reason
+
+
+async def test_disk_full_refuses_writes_damages_nothing_and_recovers(
+    small_disk: SmallDisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    data_dir = small_disk.root / "data"
+    running = await start_server(data_dir, CONFIG)
+    try:
+        linked = await running.linked("before")
+        creds_before = (running.creds_dir("before") / "creds.json").read_bytes()
+        await running.create("labelled", skip_start=True, labels={"a": "1"})
+        await running.create("waiting")
+        await running.wait_state("waiting", S.QR_PENDING)
+
+        small_disk.fill(running)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            refused = await _refused_write(running.create("during", skip_start=True))
+            assert refused == (grpc.StatusCode.UNAVAILABLE, "STORAGE_UNAVAILABLE")
+            refused = await _refused_write(
+                running.sessions.UpdateSession(
+                    svc.UpdateSessionRequest(
+                        name="sessions/labelled",
+                        labels={"a": "2"},
+                        update_mask=field_mask_pb2.FieldMask(paths=["labels"]),
+                    )
+                )
+            )
+            assert refused == (grpc.StatusCode.UNAVAILABLE, "STORAGE_UNAVAILABLE")
+            # Pairing writes credentials: it fails cleanly too.
+            refused = await _refused_write(
+                running.sim.ScanQrCode(sim.ScanQrCodeRequest(name="sessions/waiting"))
+            )
+            assert refused == (grpc.StatusCode.UNAVAILABLE, "STORAGE_UNAVAILABLE")
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        for method in ("CreateSession", "UpdateSession", "ScanQrCode"):
+            lines = [e for e in errors if e.startswith(f"{method}: storage failed")]
+            assert lines, caplog.text
+            # The log line says what happened, in the words of the OS or SQLite.
+            assert "full" in lines[0] or "No space" in lines[0], lines[0]
+
+        # What was stored is intact, and reads still work.
+        assert (await running.get("labelled")).labels == {"a": "1"}
+        assert (await running.get("before")).state == S.CONNECTED
+        assert (running.creds_dir("before") / "creds.json").read_bytes() == creds_before
+        assert not (running.creds_dir("waiting") / "creds.json").exists()
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await running.get("during")
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+        small_disk.free()
+        # Space is back: the same writes now succeed.
+        assert (await running.create("after", skip_start=True)).state == S.STOPPED
+        updated = await running.sessions.UpdateSession(
+            svc.UpdateSessionRequest(
+                name="sessions/labelled",
+                labels={"a": "3"},
+                update_mask=field_mask_pb2.FieldMask(paths=["labels"]),
+            )
+        )
+        assert updated.labels == {"a": "3"}
+        await running.sim.ScanQrCode(sim.ScanQrCodeRequest(name="sessions/waiting"))
+        await running.wait_state("waiting", S.CONNECTED)
+    finally:
+        await stop_server(running)
+
+    db = sqlite3.connect(data_dir / "wasessions.db")
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        seqs = [r[0] for r in db.execute("SELECT seq FROM journal ORDER BY seq")]
+        assert seqs == list(range(seqs[0], seqs[-1] + 1)), "a gap in the journal"
+    finally:
+        db.close()
+    # A restart finds everything that was stored, and nothing that was refused.
+    again = await start_server(data_dir, CONFIG)
+    try:
+        listed = await again.sessions.ListSessions(svc.ListSessionsRequest())
+        assert [s.name for s in listed.sessions] == [
+            "sessions/after",
+            "sessions/before",
+            "sessions/labelled",
+            "sessions/waiting",
+        ]
+        assert (await again.get("labelled")).labels == {"a": "3"}
+        restored = await again.wait_state("before", S.CONNECTED)
+        assert restored.account.jid == linked.account.jid
+        await again.wait_state("waiting", S.CONNECTED)
+    finally:
+        await stop_server(again)
