@@ -94,6 +94,7 @@ def flatten(run: Mapping[str, Any]) -> dict[str, Any]:
             "storm_bound_s": s["bound_s"],
             "storm_connect_limit": s["connect_rate_limit"],
             "storm_max_connects_1s": s["max_connects_in_1s"],
+            "storm_max_opens_1s": s["max_opens_in_1s"],
             "storm_get_p50_ms": s["get_session"]["p50_ms"],
             "storm_get_p99_ms": s["get_session"]["p99_ms"],
             "storm_get_max_ms": s["get_session"]["max_ms"],
@@ -201,9 +202,9 @@ def targets(m: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
         back = m["storm_all_reconnected"] and m["storm_reconnected_s"] <= m["storm_bound_s"]
         row("3. storm: all CONNECTED again (from drop)", f"{_fmt(m['storm_reconnected_s'])} s",
             "", f"<= {_fmt(m['storm_bound_s'])} s", back)  # fmt: skip
-        row("3. storm: max connects in any 1 s", _fmt(m["storm_max_connects_1s"]), "",
-            f"<= {_fmt(m['storm_connect_limit'])}",
-            m["storm_max_connects_1s"] <= m["storm_connect_limit"])  # fmt: skip
+        row("3. storm: connect outcomes committed in any 1 s (OPENED / all)",
+            f"{_fmt(m['storm_max_opens_1s'])} / {_fmt(m['storm_max_connects_1s'])}", "",
+            f"<= {_fmt(m['storm_connect_limit'])} connects/s (see notes)", None)  # fmt: skip
         row("3. storm: GetSession latency throughout",
             f"p50 {_fmt(m['storm_get_p50_ms'])} ms, p99 {_fmt(m['storm_get_p99_ms'])} ms, "
             f"max {_fmt(m['storm_get_max_ms'])} ms", "", "p99 < 100 ms",

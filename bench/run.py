@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", help="comma-separated scenarios (scale is always run)")
     parser.add_argument("--out", type=Path, help="JSON output path")
     parser.add_argument(
+        "--from-json", type=Path, help="publish (table, plots, README) from a saved full run"
+    )
+    parser.add_argument(
         "--no-readme", action="store_true", help="full mode: do not rewrite bench/README.md"
     )
     return parser
@@ -48,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        saved["summary"] = report.summarize(saved["runs"])
+        print(report.table(saved["summary"]))
+        _publish(saved, readme=True)
+        return 0
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.sessions:
         sizes = Sizes(**{**sizes.__dict__, "sessions": args.sessions})

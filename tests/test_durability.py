@@ -278,3 +278,21 @@ async def test_a_deleted_session_never_comes_back(
     listed = await second.sessions.ListSessions(svc.ListSessionsRequest())
     assert list(listed.sessions) == []
     assert not (data / "credentials" / "gone").exists()
+
+
+async def test_stop_before_the_restore_reaches_a_session(
+    make_server: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    first = await make_server(data_dir=data)
+    await first.linked("late")
+    await stop_server(first)
+    # The whole restore jitter, every time: the session waits 3 s for its turn.
+    monkeypatch.setattr("wasessions_server.manager.manager.random.uniform", lambda a, b: b)
+    second = await make_server({"manager": {"restore_jitter_s": 3.0}}, data_dir=data)
+    waiting = await second.get("late")
+    assert waiting.state == S.CONNECTING
+    stopped = await second.sessions.StopSession(svc.StopSessionRequest(name="sessions/late"))
+    assert stopped.state == S.STOPPED
+    await asyncio.sleep(3.3)
+    assert (await second.get("late")).state == S.STOPPED, "the restore left it alone"

@@ -131,10 +131,16 @@ class SessionManager:
         gate = asyncio.Semaphore(self.settings.restore_concurrency)
 
         async def restore_one(supervisor: SessionSupervisor) -> None:
+            # NOTE: the jitter comes before the gate: slept inside it, it held a slot idle for
+            # a second on average, and 100 slots restored only about 100 sessions a second.
+            await asyncio.sleep(random.uniform(0, self.settings.restore_jitter_s))
             async with gate:
-                await asyncio.sleep(random.uniform(0, self.settings.restore_jitter_s))
                 async with supervisor.operations:
-                    if supervisor.running or not supervisor.record.state.is_running:
+                    if (
+                        supervisor.running
+                        or supervisor.deleted
+                        or not supervisor.record.state.is_running
+                    ):
                         return
                     supervisor.launch()
                 # NOTE: the gate bounds how many sessions are connecting at once, not how many
@@ -341,8 +347,10 @@ class SessionManager:
     async def stop_session(self, session_id: str) -> SessionRecord:
         supervisor = self._supervisor(session_id)
         async with supervisor.operations:
-            if not supervisor.running:
+            if not supervisor.running and not supervisor.record.state.is_running:
                 return supervisor.record
+            # NOTE: a session restored as CONNECTING whose turn has not come yet has no task;
+            # it is stopped all the same, and the restore then leaves it alone.
             await supervisor.halt()
             record = await supervisor.commit(
                 Cause.STOPPED_BY_REQUEST,
