@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from wasessions_server.errors import ServiceError, Status
 from wasessions_server.model import Account
 from wasessions_server.store import CredentialVault
 
@@ -92,3 +94,22 @@ class Engine(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+async def queued_events(queue: asyncio.Queue[EngineEvent | None]) -> AsyncIterator[EngineEvent]:
+    """A connection's events from its queue, ending after `Closed` (or at None: closed by us)."""
+    while True:
+        event = await queue.get()
+        if event is None:
+            return
+        yield event
+        if isinstance(event, Closed):
+            return
+
+
+def not_in_qr_phase(session_id: str) -> ServiceError:
+    return ServiceError(
+        Status.FAILED_PRECONDITION,
+        "NOT_IN_QR_PHASE",
+        f"session {session_id} is not showing QR codes",
+    )

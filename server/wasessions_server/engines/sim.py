@@ -26,6 +26,8 @@ from wasessions_server.engines.base import (
     Opened,
     PairSuccess,
     Qr,
+    not_in_qr_phase,
+    queued_events,
 )
 from wasessions_server.errors import ServiceError, Status, invalid_argument
 from wasessions_server.model import Account
@@ -162,11 +164,7 @@ class SimConnection:
     def pair(self, phone_number: str | None = None) -> None:
         """The phone scanned the code (or accepted the pairing code)."""
         if self.phase != "qr":
-            raise ServiceError(
-                Status.FAILED_PRECONDITION,
-                "NOT_IN_QR_PHASE",
-                f"session {self.target.session_id} is not showing QR codes",
-            )
+            raise not_in_qr_phase(self.target.session_id)
         digits = (phone_number or _phone_for(self.target.session_id)).lstrip("+")
         nonce = secrets.token_hex(8)
         jid = f"{digits}:{secrets.randbelow(90) + 10}@s.whatsapp.net"
@@ -221,22 +219,12 @@ class SimConnection:
             self._qr_timer.cancel()
             self._qr_timer = None
 
-    async def events(self) -> AsyncIterator[EngineEvent]:
-        while True:
-            event = await self._events.get()
-            if event is None:
-                return
-            yield event
-            if isinstance(event, Closed):
-                return
+    def events(self) -> AsyncIterator[EngineEvent]:
+        return queued_events(self._events)
 
     async def request_pairing_code(self, phone_number: str) -> str:
         if self.phase != "qr":
-            raise ServiceError(
-                Status.FAILED_PRECONDITION,
-                "NOT_IN_QR_PHASE",
-                f"session {self.target.session_id} is not showing QR codes",
-            )
+            raise not_in_qr_phase(self.target.session_id)
         code = "".join(secrets.choice(CROCKFORD) for _ in range(8))
         self._pairing = (code, phone_number)
         return code

@@ -58,6 +58,8 @@ from wasessions_server.engines.base import (
     Opened,
     PairSuccess,
     Qr,
+    not_in_qr_phase,
+    queued_events,
 )
 from wasessions_server.engines.whatsmeow_events import (
     SUBSCRIBED,
@@ -531,22 +533,12 @@ class WhatsmeowConnection:
 
     # The Connection protocol -------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[EngineEvent]:
-        while True:
-            event = await self._events.get()
-            if event is None:
-                return
-            yield event
-            if isinstance(event, Closed):
-                return
+    def events(self) -> AsyncIterator[EngineEvent]:
+        return queued_events(self._events)
 
     async def request_pairing_code(self, phone_number: str) -> str:
         if self.phase != "qr":
-            raise ServiceError(
-                Status.FAILED_PRECONDITION,
-                "NOT_IN_QR_PHASE",
-                f"session {self.target.session_id} is not showing QR codes",
-            )
+            raise not_in_qr_phase(self.target.session_id)
         client = self._client
 
         def pair() -> str:
