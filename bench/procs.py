@@ -126,6 +126,19 @@ def spawn_server(data_dir: Path, config: Mapping[str, Any]) -> Proc:
     return _spawn(command, "wa-sessions-server")
 
 
+def spawn_journal_server(data_dir: Path, config: Mapping[str, Any], **load: Any) -> Proc:
+    """`python -m bench.journal_server`: the server plus an in-process journal load."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config_file = data_dir.parent / f"{data_dir.name}.toml"
+    config_file.write_text(to_toml(config))
+    command = [
+        sys.executable, "-m", "bench.journal_server", "--data-dir", str(data_dir),
+        "--config", str(config_file),
+        *(f"--{k}={v}" for k, v in load.items()),
+    ]  # fmt: skip
+    return _spawn(command, "journal harness")
+
+
 def spawn_echo() -> Proc:
     """The bare grpc.aio baseline (bench/echo.py)."""
     return _spawn([sys.executable, "-m", "bench.echo"], "echo server")

@@ -121,6 +121,13 @@ def flatten(run: Mapping[str, Any]) -> dict[str, Any]:
             "journal_update_p99_ms": j["update"]["p99_ms"],
             "journal_get_p99_ms": j["get_session_during"]["p99_ms"],
         }
+        if jp := j.get("in_process"):
+            out |= {
+                "journal_inproc_events_per_s": jp["events_per_s"],
+                "journal_inproc_get_p99_ms": jp["get_session_during"]["p99_ms"],
+                "journal_inproc_durable": jp["stored_head_moved"] == jp["committed"]
+                and jp["sqlite_synchronous"] == 2,
+            }
     if r := run.get("restore"):
         out |= {
             "restore_all_connected": r["all_connected"],
@@ -231,6 +238,13 @@ def targets(m: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
         row("5. restore: all CONNECTED after restart", f"{_fmt(m['restore_connected_s'])} s "
             f"(listening after {_fmt(m['restore_listening_s'])} s)", "", "<= 60 s",
             m["restore_all_connected"] and m["restore_connected_s"] <= 60)  # fmt: skip
+    if has("journal_inproc_events_per_s", "journal_inproc_get_p99_ms"):
+        row("6. journal: durable events/s, EventJournal.append in the server",
+            f"{_fmt(m['journal_inproc_events_per_s'])}/s (GetSession p99 "
+            f"{_fmt(m['journal_inproc_get_p99_ms'])} ms meanwhile)", "",
+            ">= 5,000/s, responsive",
+            m["journal_inproc_events_per_s"] >= 5000 and m["journal_inproc_get_p99_ms"] < 100
+            and m.get("journal_inproc_durable", False))  # fmt: skip
     if has("journal_events_per_s"):
         row("6. journal: durable events/s via UpdateSession",
             f"{_fmt(m['journal_events_per_s'])}/s (GetSession p99 "

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import secrets
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from bench.load import (
     token_seq,
     ts,
 )
-from bench.procs import Proc, spawn_server
+from bench.procs import Proc, spawn_journal_server, spawn_server
 from bench.stats import latency_ms, max_in_window
 
 KB = 1024
@@ -631,7 +633,65 @@ async def journal(bench: Bench) -> dict[str, Any]:
         "update": loaded,
         "get_session_during": latency_ms(prober.between(began, began + elapsed)),
         "server_cpu_share": cpu_used / elapsed,
+        "in_process": await _journal_in_process(bench),
     }
+
+
+async def _journal_in_process(bench: Bench) -> dict[str, Any]:
+    """The journal itself: a second server process (bench/journal_server.py, its own data
+    directory and sessions) appends through `EventJournal.append` from many tasks, while this
+    process probes its GetSession over gRPC. The main server stays up, idle."""
+    sizes = bench.sizes
+    data_dir = bench.data_dir.parent / "journal-harness"
+    proc = spawn_journal_server(
+        data_dir,
+        _config(sizes),
+        sessions=sizes.sessions,
+        tasks=sizes.journal_concurrency * 2,
+        seconds=sizes.journal_seconds,
+    )
+    channel = grpc.aio.insecure_channel(proc.target)
+    try:
+        stub, _ = stubs(channel)
+        last = svc.GetSessionRequest(name=f"sessions/j{sizes.sessions - 1:05d}")
+        deadline = time.monotonic() + 120
+        while True:  # the harness creates its sessions after it starts listening
+            try:
+                await stub.GetSession(last)
+                break
+            except grpc.aio.AioRpcError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        requests = [svc.GetSessionRequest(name=f"sessions/j{i:05d}") for i in range(sizes.sessions)]
+        prober = Prober(lambda: stub.GetSession(random.choice(requests)), interval=0.01)
+        prober.start()
+        await asyncio.sleep(0.5)
+        began = time.monotonic()
+        cpu = proc.cpu_seconds()
+        proc.process.send_signal(signal.SIGUSR1)
+        line = await asyncio.to_thread(_result_line, proc, sizes.journal_seconds + 60)
+        elapsed = time.monotonic() - began
+        cpu_used = proc.cpu_seconds() - cpu
+        await prober.stop()
+        result: dict[str, Any] = json.loads(line)
+        result["get_session_during"] = latency_ms(prober.between(began, began + elapsed))
+        result["probe_errors"] = prober.errors
+        result["server_cpu_share"] = cpu_used / elapsed
+        return result
+    finally:
+        await channel.close()
+        proc.stop()
+
+
+def _result_line(proc: Proc, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in reversed(proc.log):
+            if line.startswith("journal result: "):
+                return line.removeprefix("journal result: ")
+        time.sleep(0.05)
+    raise TimeoutError("the journal harness reported no result")
 
 
 # 5. Restore ---------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ DEFAULT_MESSAGES = {
     wa.LOGGED_OUT: "Stream Errored (conflict: device_removed)",
 }
 _UNREACHABLE = "WebSocket Error (getaddrinfo ENOTFOUND web.whatsapp.com)"
-_DROP_SLICE = 200  # connections SetNetwork(false) closes per event-loop iteration
+_DROP_SLICE = 100  # connections SetNetwork(false) closes per event-loop iteration
 _BLOCKING_CODES = (wa.TEMPORARILY_BANNED, wa.FORBIDDEN, wa.BANNED)
 _REVOKING_CODES = (wa.LOGGED_OUT, wa.MULTIDEVICE_MISMATCH)
 

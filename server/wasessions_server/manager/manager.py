@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from wasessions_server.engines import Connection, ConnectTarget, Engine
 from wasessions_server.errors import ServiceError, Status, shutting_down
 from wasessions_server.events import EventJournal, ResumePoint, WatchItem, watch
+from wasessions_server.manager.heap import HeapFreezer
 from wasessions_server.manager.qr import QrItem, QrOutcome
 from wasessions_server.manager.ratelimit import ConnectRateLimiter, Pacer
 from wasessions_server.manager.supervisor import SessionSupervisor, SupervisorSettings
@@ -61,6 +62,7 @@ class SessionManager:
         self.settings = settings
         self._limiter = ConnectRateLimiter(settings.connect_rate)
         self._pacer = Pacer()  # one for all supervisors: close handling in slices
+        self._heap = HeapFreezer()  # full GC passes walk only what is new (storms)
         self._supervisor_settings = SupervisorSettings(
             policy=settings.policy,
             stable_after_s=settings.stable_after_s,
@@ -84,6 +86,7 @@ class SessionManager:
             supervisor = self._new_supervisor(record)
             self._sessions[record.session_id] = supervisor
         self._ids = sorted(self._sessions)
+        self._heap.install()
         restorable = await self._mark_restart()
         self._restore_task = asyncio.create_task(self._restore(restorable), name="restore")
 
@@ -173,6 +176,7 @@ class SessionManager:
             except Exception:
                 log.exception("closing engine %s failed", engine.name)
         await self.journal.close()
+        self._heap.uninstall()
 
     # Reads ------------------------------------------------------------------------------------
 
@@ -446,6 +450,7 @@ class SessionManager:
                 index = bisect.bisect_left(self._ids, session_id)
                 if index < len(self._ids) and self._ids[index] == session_id:
                     del self._ids[index]
+                self._heap.session_deleted()
             return
         supervisor = self._sessions.get(session_id)
         if supervisor is None:

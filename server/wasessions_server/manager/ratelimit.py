@@ -79,7 +79,7 @@ class Pacer:
     behind all of it; paced, the loop answers RPCs between slices. One pacer, no timers.
     """
 
-    def __init__(self, per_turn: int = 50) -> None:
+    def __init__(self, per_turn: int = 20) -> None:
         self.per_turn = per_turn
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._scheduled = False
