@@ -27,6 +27,8 @@ from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
 from wasessions_server.api.server import WaSessionsServer
 from wasessions_server.config import config_from_mapping
 
+from bench.procs import to_toml
+
 S = pb.Session
 
 #: Fast timings so scenarios take milliseconds; every key is a real configuration key.
@@ -170,33 +172,10 @@ class ServerProcess:
 
 def write_config(path: Path, config: Mapping[str, Any]) -> Path:
     """Writes `config` as TOML (the small subset the tests need)."""
-    lines: list[str] = []
-
-    def emit(table: Mapping[str, Any], prefix: str) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
-        if prefix and scalars:
-            lines.append(f"[{prefix}]")
-        for key, value in scalars.items():
-            lines.append(f"{key} = {_toml(value)}")
-        for key, value in table.items():
-            if isinstance(value, Mapping):
-                emit(value, f"{prefix}.{key}" if prefix else key)
-
-    emit(config, "")
-    text = "\n".join(lines) + "\n"
+    text = to_toml(config)
     tomllib.loads(text)  # the test's own check that it wrote valid TOML
     path.write_text(text)
     return path
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return repr(value)
 
 
 def spawn_server(

@@ -13,6 +13,7 @@ constant time (see security.py). With keys configured:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -309,6 +310,35 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
             self._streams[who] = left
         self._metrics.streams.labels(method).dec()
 
+    @contextlib.asynccontextmanager
+    async def _stream_guard(
+        self,
+        request: Any,
+        context: Any,
+        method: str,
+        refused: Callable[[Any], ServiceError | None],
+        limited: bool,
+        client: str | None,
+    ) -> AsyncIterator[None]:
+        """Refusal, the per-client stream count and the RPC metric around one stream."""
+        started = time.monotonic()
+        who: str | None = None
+        try:
+            if (problem := refused(request)) is not None:
+                await context.abort_with_status(to_grpc_status(problem))
+            try:
+                who = self._enter_stream(method, context, limited, client)
+            except ServiceError as error:
+                await context.abort_with_status(to_grpc_status(error))
+            yield
+        except BaseException as error:
+            self._done(method, context, started, error)
+            raise
+        else:
+            self._done(method, context, started, None)
+        finally:
+            self._leave_stream(method, who)
+
     def _stream_gen(
         self,
         inner: Behavior,
@@ -318,24 +348,9 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
         client: str | None,
     ) -> Behavior:
         async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
-            started = time.monotonic()
-            who: str | None = None
-            try:
-                if (problem := refused(request)) is not None:
-                    await context.abort_with_status(to_grpc_status(problem))
-                try:
-                    who = self._enter_stream(method, context, limited, client)
-                except ServiceError as error:
-                    await context.abort_with_status(to_grpc_status(error))
+            async with self._stream_guard(request, context, method, refused, limited, client):
                 async for item in inner(request, context):
                     yield item
-            except BaseException as error:
-                self._done(method, context, started, error)
-                raise
-            else:
-                self._done(method, context, started, None)
-            finally:
-                self._leave_stream(method, who)
 
         return behavior
 
@@ -348,22 +363,7 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
         client: str | None,
     ) -> Behavior:
         async def behavior(request: Any, context: Any) -> None:
-            started = time.monotonic()
-            who: str | None = None
-            try:
-                if (problem := refused(request)) is not None:
-                    await context.abort_with_status(to_grpc_status(problem))
-                try:
-                    who = self._enter_stream(method, context, limited, client)
-                except ServiceError as error:
-                    await context.abort_with_status(to_grpc_status(error))
+            async with self._stream_guard(request, context, method, refused, limited, client):
                 await inner(request, context)
-            except BaseException as error:
-                self._done(method, context, started, error)
-                raise
-            else:
-                self._done(method, context, started, None)
-            finally:
-                self._leave_stream(method, who)
 
         return behavior
