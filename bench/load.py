@@ -7,6 +7,11 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import json
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,6 +25,7 @@ from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 from wasessions.v1 import simulator_service_pb2 as sim
 from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
 
+from bench.procs import clean_env
 from bench.stats import latency_ms
 
 Call = Callable[[], Awaitable[Any]]
@@ -110,6 +116,64 @@ class Prober:
                 await self._task
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=5)
+
+    def between(self, start: float, end: float) -> list[float]:
+        return [lat for at, lat in self.samples if start <= at <= end]
+
+
+class ProbeProcess:
+    """The Prober in a process of its own (bench/probe.py).
+
+    NOTE: in a storm this process follows every change of 10,000 sessions on one watch stream,
+    and a probe answered while its event loop is busy with that is recorded late. Probing from
+    a separate process measures how fast the server answers, not how busy the bench is.
+    """
+
+    def __init__(self, target: str, names: Sequence[str], interval: float = 0.01) -> None:
+        self._command = [sys.executable, "-m", "bench.probe", target, str(interval)]
+        self._names = names
+        self._process: subprocess.Popen[str] | None = None
+        self._errors: list[str] = []
+        self.samples: list[tuple[float, float]] = []
+        self.errors = 0
+
+    async def start(self) -> None:
+        """Returns once the prober had its first answer."""
+        await asyncio.to_thread(self._spawn)
+
+    def _spawn(self) -> None:
+        self._process = process = subprocess.Popen(
+            self._command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        assert process.stdin is not None and process.stderr is not None
+        process.stdin.write("\n".join(self._names) + "\n")
+        process.stdin.close()
+        line = process.stderr.readline()  # "probing", or the start of an error
+        if line.strip() != "probing":
+            process.kill()
+            raise RuntimeError(f"the prober did not start: {line}{process.stderr.read()}")
+        stderr = process.stderr
+        # NOTE: drained, so the prober never blocks on a full pipe (the tail is kept).
+        threading.Thread(target=lambda: self._errors.extend(stderr), daemon=True).start()
+
+    async def stop(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        process.send_signal(signal.SIGTERM)
+        assert process.stdout is not None
+        out = await asyncio.to_thread(process.stdout.read)
+        code = await asyncio.to_thread(process.wait, 60)
+        if code != 0:
+            raise RuntimeError(f"the prober failed ({code}): {''.join(self._errors[-30:])}")
+        result = json.loads(out)
+        self.samples = [(float(at), float(lat)) for at, lat in result["samples"]]
+        self.errors = int(result["errors"])
 
     def between(self, start: float, end: float) -> list[float]:
         return [lat for at, lat in self.samples if start <= at <= end]

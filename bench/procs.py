@@ -70,7 +70,8 @@ def self_cpu_seconds() -> float:
     return cpu_seconds(os.getpid())
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
+    """This environment without WASESSIONS_* settings, with the project root importable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WASESSIONS_")}
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -80,7 +81,7 @@ def _clean_env() -> dict[str, str]:
 def _spawn(command: list[str], what: str, timeout: float = 60.0) -> Proc:
     started = time.monotonic()
     process = subprocess.Popen(
-        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_clean_env()
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=clean_env()
     )
     assert process.stderr is not None
     log: list[str] = []

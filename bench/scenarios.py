@@ -25,6 +25,7 @@ from bench.load import (
     CONNECTED,
     QR_PENDING,
     Collector,
+    ProbeProcess,
     Prober,
     Subscriber,
     Tracker,
@@ -364,11 +365,11 @@ async def storm(bench: Bench) -> dict[str, Any]:
     max_delay = ts(policy.default_rule.max_delay)
     rate = policy.connect_rate
     bound = max_delay + sizes.sessions / rate + sizes.outage_s
-    prober = Prober(_random_get(bench), interval=0.01)
+    prober = ProbeProcess(bench.server.target, bench.names, interval=0.01)
     tracker.recorded = []
     tracker.timeline.clear()
     tracker.start_sampling(0.25)
-    prober.start()
+    await prober.start()
     await asyncio.sleep(1.0)
     cpu = bench.server.cpu_seconds()
     # NOTE: a session is back once it is CONNECTED with a state change after the drop (also
@@ -457,6 +458,12 @@ async def storm(bench: Bench) -> dict[str, Any]:
         "timeline": [(round(t - down, 3), counts) for t, counts in tracker.timeline],
         "connects_per_second": sorted(per_second.items()),
         "get_p99_ms_per_second": sorted(p99_by_second.items()),
+        "down_monotonic": down,
+        "get_samples": [
+            (round(at - down, 4), round(lat * 1000, 2))
+            for at, lat in prober.samples
+            if down - 1 <= at <= done + 1
+        ],
     }
 
 

@@ -60,6 +60,10 @@ async def test_scraped_metrics_tell_what_happened(make_server: ServerFactory) ->
     assert head is not None and head >= 6
     assert (sample(text, "wasessions_journal_entries") or 0) >= 6
     assert sample(text, "wasessions_journal_lag_entries") == 0
+    # m1: the QR connect, the restart after pairing (515), the reconnect after 428
+    connects = sample(text, "wasessions_connects_total")
+    assert connects is not None and connects >= 3
+    assert 1 <= (sample(text, "wasessions_connects_peak_per_second") or 0) <= connects
     assert sample(text, "wasessions_rpcs_total", method=f"{SVC}/CreateSession", code="OK") == 2
     assert sample(text, "wasessions_rpcs_total", method=f"{SVC}/GetSession", code="NOT_FOUND") == 1
     watch.cancel()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from wasessions_server.manager.ratelimit import ConnectRateLimiter, Pacer
+from wasessions_server.manager.ratelimit import ConnectMeter, ConnectRateLimiter, Pacer
 
 
 def _most_in_window(times: list[float], window: float) -> int:
@@ -41,8 +41,32 @@ async def test_limiter_holds_the_rate_when_the_loop_is_late() -> None:
     busy = False
     await hogging
     assert _most_in_window(times, 1.0) <= 200
-    assert _most_in_window(times, 0.01) <= 20  # a late dispatcher catches up by 1/10 s at most
+    assert _most_in_window(times, 0.01) <= 5  # a late dispatcher catches up by 1/100 s at most
     assert loop.time() - began >= 299 / 200 * 0.95
+
+
+def test_connect_meter_keeps_the_busiest_second() -> None:
+    meter = ConnectMeter()
+    starts = [0.0, 0.2, 0.5, 0.9, 1.0, 1.1, 1.15, 1.19, 3.0]  # (0.2, 1.19]: 7 starts
+    for t in starts:
+        meter.started(t)
+    assert meter.total == len(starts)
+    assert meter.peak_per_second == _most_in_window(starts, 1.0) == 7
+
+
+async def test_meter_sees_the_limit_held_under_a_herd() -> None:
+    """1,000 sessions that all want to connect at once start no more than the limit in any
+    second, as counted where the connects begin."""
+    limiter = ConnectRateLimiter(500.0)
+    meter = ConnectMeter()
+
+    async def connect() -> None:
+        await limiter.acquire()
+        meter.started()
+
+    await asyncio.gather(*(connect() for _ in range(1000)))
+    assert meter.total == 1000
+    assert 400 <= meter.peak_per_second <= 500
 
 
 async def test_limiter_skips_cancelled_waiters() -> None:

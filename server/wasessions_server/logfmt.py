@@ -7,8 +7,12 @@ never credentials), and API keys are never passed to a logger anywhere.
 
 from __future__ import annotations
 
+import atexit
+import copy
 import json
 import logging
+import logging.handlers
+import queue
 import time
 from typing import Any
 
@@ -40,17 +44,53 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+class _Enqueue(logging.handlers.QueueHandler):
+    """Queues records for the writer thread, which formats them.
+
+    NOTE: the stock `prepare` formats the record here, with a plain formatter, and drops the
+    exception; only the message is fixed here, and the exception stays for the JSON field."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg = record.getMessage()
+        record.args = None
+        return record
+
+
+_writer: logging.handlers.QueueListener | None = None
+
+
 def configure(level: str, fmt: str) -> None:
+    """Logs to stderr from a writer thread: the event loop only puts a record on a queue.
+
+    NOTE: a reconnect storm logs tens of thousands of state changes within seconds. Written from
+    the event loop, each line is a write to stderr, which blocks whenever whatever reads it (a
+    pipe to a log collector) falls behind, and every RPC would wait with it.
+    """
+    global _writer
+    flush()
     handler = logging.StreamHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _writer = logging.handlers.QueueListener(records, handler)
+    _writer.start()
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+    root.addHandler(_Enqueue(records))
     root.setLevel(level.upper())
+    atexit.register(flush)
+
+
+def flush() -> None:
+    """Writes out every queued record and stops the writer thread (at exit)."""
+    global _writer
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
 
 
 class StateChangeLog:

@@ -18,6 +18,7 @@ from wasessions_server.engines.registry import KNOWN_ENGINES
 from wasessions_server.errors import ConfigError, StorageError
 from wasessions_server.logfmt import FORMATS
 from wasessions_server.logfmt import configure as configure_logging
+from wasessions_server.logfmt import flush as flush_logs
 from wasessions_server.store import DataDirLocked
 
 log = logging.getLogger("wasessions_server")
@@ -129,6 +130,7 @@ def _exit_bounded(code: int, timeout_s: float = LIBRARY_EXIT_TIMEOUT_S) -> int:
             len(stuck),
             timeout_s,
         )
+        flush_logs()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

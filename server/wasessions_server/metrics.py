@@ -77,9 +77,20 @@ class ServerMetrics:
         self.rpc_seconds = Histogram(
             "wasessions_rpc_seconds", "RPC handling time by method.", ["method"], registry=r
         )
+        self.connects = Counter(
+            "wasessions_connects", "Connects started (after the connect rate limit).", registry=r
+        )
+        self.connects_peak = Gauge(
+            "wasessions_connects_peak_per_second",
+            "The most connects started within any one second since the server started.",
+            registry=r,
+        )
         self.storage_errors = Counter(
             "wasessions_storage_errors", "Writes refused because the store failed.", registry=r
         )
+        self._connects_counted = 0
+        self._rpc_counters: dict[tuple[str, str], Counter] = {}
+        self._rpc_timers: dict[str, Histogram] = {}
         self._manager: SessionManager | None = None
         self._last: dict[str, SessionRecord] = {}
         self._down_since: dict[str, float] = {}
@@ -147,8 +158,15 @@ class ServerMetrics:
             self._qr_counted[session_id] = issued
 
     def rpc_done(self, method: str, code: str, seconds: float) -> None:
-        self.rpcs.labels(method, code).inc()
-        self.rpc_seconds.labels(method).observe(seconds)
+        # NOTE: `labels()` takes a lock and builds a key on every call: the children are kept.
+        counter = self._rpc_counters.get((method, code))
+        if counter is None:
+            counter = self._rpc_counters[(method, code)] = self.rpcs.labels(method, code)
+        timer = self._rpc_timers.get(method)
+        if timer is None:
+            timer = self._rpc_timers[method] = self.rpc_seconds.labels(method)
+        counter.inc()
+        timer.observe(seconds)
 
     # Reading ---------------------------------------------------------------------------------
 
@@ -159,6 +177,10 @@ class ServerMetrics:
             return
         for session_id in list(self._boards):
             self._count_qr(session_id)
+        meter = manager.connects
+        self.connects.inc(meter.total - self._connects_counted)
+        self._connects_counted = meter.total
+        self.connects_peak.set(meter.peak_per_second)
         counts: dict[tuple[str, str], int] = {}
         for engine in manager.engines:
             for state in State:

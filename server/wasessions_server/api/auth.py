@@ -1,4 +1,4 @@
-"""The server interceptor: API keys (full and read-only), streams per client, RPC metrics.
+"""The RPC guard: API keys (full and read-only), streams per client, RPC metrics.
 
 Keys travel as metadata `authorization: Bearer <key>` and are compared as SHA-256 digests in
 constant time (see security.py). With keys configured:
@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health
@@ -45,8 +45,6 @@ LIMITED_STREAMS = frozenset(
 )
 
 Behavior = Callable[..., Any]
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,137 +128,120 @@ def _peer_host(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     return peer.rsplit(":", 1)[0] if peer.startswith(("ipv4:", "ipv6:")) else peer
 
 
-class SecurityInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, settings: SecuritySettings, metrics: ServerMetrics) -> None:
+#: Decides, per call, whether a caller may use one method (None: they may).
+Access = Callable[[_Caller, Any], ServiceError | None]
+
+
+def _need_key(caller: _Caller, request: Any) -> ServiceError | None:
+    return caller.problem
+
+
+def _need_full_key(method: str) -> Access:
+    def access(caller: _Caller, request: Any) -> ServiceError | None:
+        if caller.problem is not None:
+            return caller.problem
+        if caller.key is not None and caller.key.role is Role.READ:
+            return _read_only(method)
+        return None
+
+    return access
+
+
+def _session_health_needs_key(caller: _Caller, request: Any) -> ServiceError | None:
+    # NOTE: a session's health name reveals that the session exists.
+    return caller.problem if is_session_name(getattr(request, "service", "")) else None
+
+
+_ANONYMOUS = _Caller(None, None)
+
+
+class RpcGuard:
+    """Wraps every method handler of the server, once, when it is registered: API keys,
+    read-only keys, per-client stream limits, unparseable requests and RPC metrics.
+
+    NOTE: this is not a `grpc.aio.ServerInterceptor`. grpc runs an interceptor chain (a few
+    coroutines) on every call, before it even looks the method up, and the chain cost about a
+    tenth of a GetSession. Wrapped at registration, a call pays only for what applies to it:
+    without API keys, a time stamp and a type check.
+    """
+
+    def __init__(self, settings: SecuritySettings, metrics: ServerMetrics | None) -> None:
+        """`metrics`: where RPCs are counted (None: nowhere, when no one can read them)."""
         self._settings = settings
         self._keys = settings.api_keys
         self._metrics = metrics
         self._streams: dict[str, int] = {}
-        self._handlers: dict[
-            tuple[str, str | None, str | None],
-            tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]],
-        ] = {}
 
     def open_streams(self, client: str) -> int:
         return self._streams.get(client, 0)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Req, Resp] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method: str = handler_call_details.method
-        caller = self._authenticate(handler_call_details.invocation_metadata)
-        # NOTE: the wrapped handler depends only on the method and on who calls; building it
-        # (closures, a deserializer, a method handler) on every call cost about a tenth of a
-        # GetSession, so it is built once per method and caller kind.
-        cache_key = (
-            method,
-            caller.key.client_id if caller.key is not None else None,
-            caller.problem.reason if caller.problem is not None else None,
-        )
-        cached = self._handlers.get(cache_key)
-        if cached is not None and cached[0] is handler:
-            return cast("grpc.RpcMethodHandler[Req, Resp]", cached[1])
-        refusal: ServiceError | None = None
-        check_session_health = False
-        if self._keys:
-            service = method[1:].split("/", 1)[0]
-            if service == _HEALTH:
-                if self._settings.open_health:
-                    check_session_health = caller.problem is not None
-                else:
-                    refusal = caller.problem
-            elif service.startswith(_REFLECTION_PREFIX):
-                if not self._settings.open_reflection:
-                    refusal = caller.problem
-            else:
-                # NOTE: default deny: SessionService, SimulatorService and any service added
-                # later need a key; read-only keys reach only the read methods.
-                refusal = caller.problem
-                if refusal is None and caller.key is not None and caller.key.role is Role.READ:
-                    refusal = None if method in READ_ONLY_METHODS else _read_only(method)
-        wrapped = self._wrap(handler, method, caller, refusal, check_session_health)
-        self._handlers[cache_key] = (handler, wrapped)
-        return cast("grpc.RpcMethodHandler[Req, Resp]", wrapped)
+    def registrar(self, server: grpc.aio.Server) -> grpc.aio.Server:
+        """What to pass to `add_*Servicer_to_server` instead of `server`: everything
+        registered through it is guarded."""
+        # NOTE: the generated `add_*_to_server` functions call only these two methods.
+        return cast("grpc.aio.Server", _GuardedRegistrar(server, self))
 
-    def _authenticate(self, metadata: Any) -> _Caller:
+    def guard(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        access = self._access(method)
+        kind = _KINDS[(handler.request_streaming, handler.response_streaming)]
+        inner: Behavior = getattr(handler, kind.attribute)
+        deserializer = handler.request_deserializer
+        if not handler.request_streaming:
+            deserializer = _tolerant(deserializer)
+        if not handler.response_streaming:
+            behavior = self._unary(inner, method, access)
+        else:
+            limited = method in LIMITED_STREAMS
+            if inspect.isasyncgenfunction(inner) or inspect.isasyncgenfunction(
+                getattr(inner, "__func__", None)
+            ):
+                behavior = self._stream_gen(inner, method, access, limited)
+            else:
+                behavior = self._stream_writer(inner, method, access, limited)
+        return kind.factory(
+            behavior,
+            request_deserializer=deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _access(self, method: str) -> Access | None:
+        """Who may call `method` (None: everyone)."""
         if not self._keys:
-            return _Caller(None, None)
-        token = _bearer(metadata)
+            return None
+        service = method[1:].split("/", 1)[0]
+        if service == _HEALTH:
+            return _session_health_needs_key if self._settings.open_health else _need_key
+        if service.startswith(_REFLECTION_PREFIX):
+            return None if self._settings.open_reflection else _need_key
+        # NOTE: default deny: SessionService, SimulatorService and any service added later
+        # need a key; read-only keys reach only the read methods.
+        return _need_key if method in READ_ONLY_METHODS else _need_full_key(method)
+
+    def _caller(self, context: Any) -> _Caller:
+        token = _bearer(context.invocation_metadata())
         if not token:
             return _Caller(None, _missing() if token is None else _invalid())
         key = self._keys.match(token)
         return _Caller(key, None if key is not None else _invalid())
 
+    def _admit(self, access: Access | None, request: Any, context: Any) -> _Caller:
+        """The caller, once they may make this call; raises the refusal otherwise."""
+        caller = _ANONYMOUS
+        if access is not None:
+            caller = self._caller(context)
+            if (problem := access(caller, request)) is not None:
+                raise problem
+        if isinstance(request, _Malformed):
+            raise _malformed(request)
+        return caller
+
     # Wrapping ---------------------------------------------------------------------------------
 
-    def _wrap(
-        self,
-        handler: grpc.RpcMethodHandler[Any, Any],
-        method: str,
-        caller: _Caller,
-        refusal: ServiceError | None,
-        check_session_health: bool,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        def refused(request: Any) -> ServiceError | None:
-            if refusal is not None:
-                return refusal
-            if isinstance(request, _Malformed):
-                return _malformed(request)
-            if check_session_health and is_session_name(getattr(request, "service", "")):
-                # NOTE: a session's health name reveals that the session exists.
-                return caller.problem
-            return None
-
-        deserializer = _tolerant(handler.request_deserializer)
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(inner, method, refused),
-                request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner = handler.unary_stream
-            limited = method in LIMITED_STREAMS
-            client = caller.key.client_id if caller.key is not None else None
-            if inspect.isasyncgenfunction(inner) or inspect.isasyncgenfunction(
-                getattr(inner, "__func__", None)
-            ):
-                behavior = self._stream_gen(inner, method, refused, limited, client)
-            else:
-                behavior = self._stream_writer(inner, method, refused, limited, client)
-            return grpc.unary_stream_rpc_method_handler(
-                behavior,
-                request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if refusal is not None:
-            denial = refusal
-
-            async def deny(request_iterator: Any, context: Any) -> None:
-                await context.abort_with_status(to_grpc_status(denial))
-
-            if handler.stream_stream is not None:
-                return grpc.stream_stream_rpc_method_handler(
-                    deny,
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-            return grpc.stream_unary_rpc_method_handler(
-                deny,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
-
     def _done(self, method: str, context: Any, started: float, error: BaseException | None) -> None:
+        if self._metrics is None:
+            return
         if error is None:
             code = "OK"
         elif isinstance(error, asyncio.CancelledError | GeneratorExit):
@@ -270,13 +251,23 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
             code = getattr(status, "name", "UNKNOWN") if status is not None else "UNKNOWN"
         self._metrics.rpc_done(method, code, time.monotonic() - started)
 
-    def _unary(
-        self, inner: Behavior, method: str, refused: Callable[[Any], ServiceError | None]
-    ) -> Behavior:
+    def _unary(self, inner: Behavior, method: str, access: Access | None) -> Behavior:
+        if access is None and self._metrics is None:
+            # NOTE: the default configuration's path (no keys, no metrics endpoint): only the
+            # request's bytes are left to check.
+            async def plain(request: Any, context: Any) -> Any:
+                if isinstance(request, _Malformed):
+                    await context.abort_with_status(to_grpc_status(_malformed(request)))
+                return await inner(request, context)
+
+            return plain
+
         async def behavior(request: Any, context: Any) -> Any:
             started = time.monotonic()
             try:
-                if (problem := refused(request)) is not None:
+                try:
+                    self._admit(access, request, context)
+                except ServiceError as problem:
                     await context.abort_with_status(to_grpc_status(problem))
                 result = await inner(request, context)
             except BaseException as error:
@@ -287,17 +278,14 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
 
         return behavior
 
-    def _enter_stream(
-        self, method: str, context: Any, limited: bool, client: str | None
-    ) -> str | None:
-        """Counts a new stream; returns the client it counts against (None: not counted)."""
-        if not limited:
-            return None
-        who = client or _peer_host(context)
+    def _enter_stream(self, method: str, context: Any, caller: _Caller) -> str:
+        """Counts a new stream; returns the client it counts against."""
+        who = caller.key.client_id if caller.key is not None else _peer_host(context)
         if self._streams.get(who, 0) >= self._settings.max_streams_per_client:
             raise _too_many_streams(self._settings.max_streams_per_client)
         self._streams[who] = self._streams.get(who, 0) + 1
-        self._metrics.streams.labels(method).inc()
+        if self._metrics is not None:
+            self._metrics.streams.labels(method).inc()
         return who
 
     def _leave_stream(self, method: str, who: str | None) -> None:
@@ -308,28 +296,23 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
             self._streams.pop(who, None)
         else:
             self._streams[who] = left
-        self._metrics.streams.labels(method).dec()
+        if self._metrics is not None:
+            self._metrics.streams.labels(method).dec()
 
     @contextlib.asynccontextmanager
     async def _stream_guard(
-        self,
-        request: Any,
-        context: Any,
-        method: str,
-        refused: Callable[[Any], ServiceError | None],
-        limited: bool,
-        client: str | None,
+        self, request: Any, context: Any, method: str, access: Access | None, limited: bool
     ) -> AsyncIterator[None]:
         """Refusal, the per-client stream count and the RPC metric around one stream."""
         started = time.monotonic()
         who: str | None = None
         try:
-            if (problem := refused(request)) is not None:
-                await context.abort_with_status(to_grpc_status(problem))
             try:
-                who = self._enter_stream(method, context, limited, client)
-            except ServiceError as error:
-                await context.abort_with_status(to_grpc_status(error))
+                caller = self._admit(access, request, context)
+                if limited:
+                    who = self._enter_stream(method, context, caller)
+            except ServiceError as problem:
+                await context.abort_with_status(to_grpc_status(problem))
             yield
         except BaseException as error:
             self._done(method, context, started, error)
@@ -340,30 +323,78 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
             self._leave_stream(method, who)
 
     def _stream_gen(
-        self,
-        inner: Behavior,
-        method: str,
-        refused: Callable[[Any], ServiceError | None],
-        limited: bool,
-        client: str | None,
+        self, inner: Behavior, method: str, access: Access | None, limited: bool
     ) -> Behavior:
         async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
-            async with self._stream_guard(request, context, method, refused, limited, client):
+            async with self._stream_guard(request, context, method, access, limited):
                 async for item in inner(request, context):
                     yield item
 
         return behavior
 
     def _stream_writer(
-        self,
-        inner: Behavior,
-        method: str,
-        refused: Callable[[Any], ServiceError | None],
-        limited: bool,
-        client: str | None,
+        self, inner: Behavior, method: str, access: Access | None, limited: bool
     ) -> Behavior:
         async def behavior(request: Any, context: Any) -> None:
-            async with self._stream_guard(request, context, method, refused, limited, client):
+            async with self._stream_guard(request, context, method, access, limited):
                 await inner(request, context)
 
         return behavior
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    attribute: str  # the RpcMethodHandler attribute that holds the behavior
+    factory: Callable[..., grpc.RpcMethodHandler[Any, Any]]
+
+
+#: (request streaming, response streaming) -> how such a handler is built.
+_KINDS = {
+    (False, False): _Kind("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): _Kind("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): _Kind("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): _Kind("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
+class _GuardedGenericHandler(grpc.GenericRpcHandler):
+    """A generic handler whose method handlers come out guarded (each wrapped once)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, guard: RpcGuard) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._guarded: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method
+        guarded = self._guarded.get(method)
+        if guarded is None or guarded[0] is not handler:
+            guarded = (handler, self._guard.guard(method, handler))
+            self._guarded[method] = guarded
+        return guarded[1]
+
+
+class _GuardedRegistrar:
+    """Stands in for the server while servicers are added, and guards what they register."""
+
+    def __init__(self, server: grpc.aio.Server, guard: RpcGuard) -> None:
+        self._server = server
+        self._guard = guard
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(
+            [_GuardedGenericHandler(h, self._guard) for h in handlers]
+        )
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        self._server.add_registered_method_handlers(
+            service,
+            {name: self._guard.guard(f"/{service}/{name}", h) for name, h in handlers.items()},
+        )

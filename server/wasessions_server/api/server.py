@@ -8,12 +8,12 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from wasessions.v1 import session_service_pb2, simulator_service_pb2
 from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
 
-from wasessions_server.api.auth import SecurityInterceptor
+from wasessions_server.api.auth import RpcGuard
 from wasessions_server.api.session_health import SessionHealthServicer
 from wasessions_server.api.session_service import SessionService
 from wasessions_server.api.simulator_service import SimulatorService
@@ -104,18 +104,22 @@ class WaSessionsServer:
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", security.max_message_bytes),
             ],
-            interceptors=[SecurityInterceptor(security, self.metrics)],
         )
-        svc_grpc.add_SessionServiceServicer_to_server(SessionService(self.manager), server)
+        # NOTE: every service is added through the guard's registrar, so none is unguarded.
+        counted = self.metrics if security.metrics_listen is not None else None
+        guarded = RpcGuard(security, counted).registrar(server)
+        svc_grpc.add_SessionServiceServicer_to_server(SessionService(self.manager), guarded)
         services = [SESSION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
         if isinstance(sim, SimEngine):
             log.warning("the sim engine is enabled: SimulatorService (fault injection) is served")
             sim_grpc.add_SimulatorServiceServicer_to_server(
-                SimulatorService(self.manager, sim), server
+                SimulatorService(self.manager, sim), guarded
             )
             services.append(SIMULATOR_SERVICE)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(services, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(services), guarded
+        )
         try:
             if security.tls is not None:
                 credentials = grpc.ssl_server_credentials(

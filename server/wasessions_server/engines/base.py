@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,8 +60,9 @@ class ConnectTarget:
 class Connection(Protocol):
     """One connection attempt and, if it opens, its life."""
 
-    def events(self) -> AsyncIterator[EngineEvent]:
-        """Every event of the connection; the last one is `Closed`."""
+    def events(self) -> AsyncGenerator[EngineEvent, None]:
+        """Every event of the connection; the last one is `Closed`. The caller closes the
+        generator (`aclose`) when it stops reading early."""
         ...
 
     async def request_pairing_code(self, phone_number: str) -> str:
@@ -96,7 +97,9 @@ class Engine(Protocol):
     async def aclose(self) -> None: ...
 
 
-async def queued_events(queue: asyncio.Queue[EngineEvent | None]) -> AsyncIterator[EngineEvent]:
+async def queued_events(
+    queue: asyncio.Queue[EngineEvent | None],
+) -> AsyncGenerator[EngineEvent, None]:
     """A connection's events from its queue, ending after `Closed` (or at None: closed by us)."""
     while True:
         event = await queue.get()

@@ -15,7 +15,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ DEFAULT_MESSAGES = {
     wa.LOGGED_OUT: "Stream Errored (conflict: device_removed)",
 }
 _UNREACHABLE = "WebSocket Error (getaddrinfo ENOTFOUND web.whatsapp.com)"
-_DROP_SLICE = 100  # connections SetNetwork(false) closes per event-loop iteration
+_DROP_SLICE = 10  # connections SetNetwork(false) closes per event-loop iteration
 _BLOCKING_CODES = (wa.TEMPORARILY_BANNED, wa.FORBIDDEN, wa.BANNED)
 _REVOKING_CODES = (wa.LOGGED_OUT, wa.MULTIDEVICE_MISMATCH)
 
@@ -219,7 +219,7 @@ class SimConnection:
             self._qr_timer.cancel()
             self._qr_timer = None
 
-    def events(self) -> AsyncIterator[EngineEvent]:
+    def events(self) -> AsyncGenerator[EngineEvent, None]:
         return queued_events(self._events)
 
     async def request_pairing_code(self, phone_number: str) -> str:

@@ -35,7 +35,7 @@ import resource
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -533,7 +533,7 @@ class WhatsmeowConnection:
 
     # The Connection protocol -------------------------------------------------------------------
 
-    def events(self) -> AsyncIterator[EngineEvent]:
+    def events(self) -> AsyncGenerator[EngineEvent, None]:
         return queued_events(self._events)
 
     async def request_pairing_code(self, phone_number: str) -> str:

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[JournalEntry], None]
 T = TypeVar("T")
-_PUBLISH_SLICE = 32
+_PUBLISH_SLICE = 8
 _WAKE = JournalEntry(-1, "", Cause.CREATED, None, 0.0)  # wakes a reader; never delivered
 
 

@@ -16,7 +16,7 @@ from wasessions_server.errors import ServiceError, Status, shutting_down
 from wasessions_server.events import EventJournal, ResumePoint, WatchItem, watch
 from wasessions_server.manager.heap import HeapFreezer
 from wasessions_server.manager.qr import QrItem, QrOutcome
-from wasessions_server.manager.ratelimit import ConnectRateLimiter, Pacer
+from wasessions_server.manager.ratelimit import ConnectMeter, ConnectRateLimiter, Pacer
 from wasessions_server.manager.supervisor import SessionSupervisor, SupervisorSettings
 from wasessions_server.model import Cause, JournalEntry, RequiredAction, SessionRecord, State
 from wasessions_server.policy import QrSchedule, ReconnectPolicy, default_policy
@@ -62,6 +62,7 @@ class SessionManager:
         self.settings = settings
         self._limiter = ConnectRateLimiter(settings.connect_rate)
         self._pacer = Pacer()  # one for all supervisors: close handling in slices
+        self.connects = ConnectMeter()  # every connect start, for metrics
         self._heap = HeapFreezer()  # full GC passes walk only what is new (storms)
         self._supervisor_settings = SupervisorSettings(
             policy=settings.policy,
@@ -440,6 +441,7 @@ class SessionManager:
             self._limiter,
             self._supervisor_settings,
             self._pacer,
+            self.connects,
         )
 
     def _on_committed(self, entry: JournalEntry) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 
 
 class ConnectRateLimiter:
@@ -11,7 +12,8 @@ class ConnectRateLimiter:
     one-second window, and no bursts.
 
     NOTE: one dispatcher releases the waiters, at the pace of a token bucket that holds at most
-    1/10 s worth of connects (1 to 50). Slots reserved ahead with one timer per session
+    1/100 s worth of connects (1 to 5): each release runs a connect in the same loop iteration,
+    and small releases keep iterations short (grpc accepts new RPCs between them). Slots reserved ahead with one timer per session
     would all come due together after the loop was busy for a moment, and the connects would
     arrive as a burst above the limit; the bucket lets a late dispatcher catch up by a few
     connects at most, and a one-second window of release times caps the rate outright. A
@@ -20,7 +22,7 @@ class ConnectRateLimiter:
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self._capacity = max(1.0, min(50.0, rate / 10))
+        self._capacity = max(1.0, min(5.0, rate / 100))
         self._tokens = 1.0
         self._stamp = 0.0  # loop time the tokens were counted at
         # 1 % below the limit: whoever times the connects sees them a little after the release.
@@ -71,6 +73,29 @@ class ConnectRateLimiter:
                 await asyncio.sleep(max(delay, 0.0005))
 
 
+class ConnectMeter:
+    """Counts connects as they start: how many in all, and the most that started within any
+    one second (a sliding window), so the rate limit can be checked from outside.
+
+    NOTE: counted where connects begin, not where the limiter releases them, so a late or
+    bursty release would show here.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.peak_per_second = 0
+        self._recent: collections.deque[float] = collections.deque()
+
+    def started(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        recent = self._recent
+        recent.append(now)
+        while recent[0] <= now - 1.0:
+            recent.popleft()
+        self.total += 1
+        self.peak_per_second = max(self.peak_per_second, len(recent))
+
+
 class Pacer:
     """Admits at most `per_turn` waiters per event-loop iteration, in order.
 
@@ -79,7 +104,7 @@ class Pacer:
     behind all of it; paced, the loop answers RPCs between slices. One pacer, no timers.
     """
 
-    def __init__(self, per_turn: int = 20) -> None:
+    def __init__(self, per_turn: int = 4) -> None:
         self.per_turn = per_turn
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._scheduled = False

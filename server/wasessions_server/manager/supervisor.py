@@ -28,7 +28,7 @@ from wasessions_server.engines import (
 from wasessions_server.errors import ServiceError, Status
 from wasessions_server.events import EventJournal
 from wasessions_server.manager.qr import QrBoard, QrOutcome
-from wasessions_server.manager.ratelimit import ConnectRateLimiter, Pacer
+from wasessions_server.manager.ratelimit import ConnectMeter, ConnectRateLimiter, Pacer
 from wasessions_server.model import Cause, Disconnect, RequiredAction, RetryProgress, SessionRecord
 from wasessions_server.model import State as S
 from wasessions_server.policy import (
@@ -144,6 +144,7 @@ class SessionSupervisor:
         limiter: ConnectRateLimiter,
         settings: SupervisorSettings,
         pacer: Pacer | None = None,
+        connects: ConnectMeter | None = None,
     ) -> None:
         self.record = record
         self.engine = engine
@@ -154,6 +155,7 @@ class SessionSupervisor:
         self._journal = journal
         self._limiter = limiter
         self._pacer = pacer if pacer is not None else Pacer()
+        self._connects = connects if connects is not None else ConnectMeter()
         self._settings = settings
         self._policy = settings.policy
         self._mutation = asyncio.Lock()
@@ -395,6 +397,10 @@ class SessionSupervisor:
             state_changes = self._retry_changes(retry)
             cause = Cause.RETRY_STARTED
         while True:
+            # NOTE: the turn comes first and "connecting" is committed when the connect really
+            # starts: in a storm thousands of backoff timers expire together, and their
+            # announcements then come at the connect rate instead of all at once.
+            await self._limiter.acquire()
             if state_changes:
                 await self.commit(cause, **state_changes)
             end = await self._connect_once()
@@ -426,7 +432,7 @@ class SessionSupervisor:
 
     async def _connect_once(self) -> ConnectionEnd:
         self._retry_now.clear()
-        await self._limiter.acquire()
+        self._connects.started()
         target = ConnectTarget(self.session_id, self.vault, self.record.proxy)
         try:
             async with asyncio.timeout(self._settings.connect_timeout_s):
@@ -440,39 +446,44 @@ class SessionSupervisor:
         self._connection = connection
         opened_at: float | None = None
         try:
-            async for event in connection.events():
-                if isinstance(event, Closed):
-                    self._connection_open = False
-                    up = time.monotonic() - opened_at if opened_at is not None else 0.0
-                    # NOTE: a network blip closes every connection at once; the pacer spreads
-                    # the close handling over loop iterations so RPCs keep being answered.
-                    await self._pacer.turn()
-                    return ConnectionEnd(event, up >= self._settings.stable_after_s)
-                if isinstance(event, Qr):
-                    await self._on_qr(event)
-                elif isinstance(event, PairSuccess):
-                    await self.commit(
-                        Cause.PAIRED,
-                        state=S.PAIRING,
-                        required_action=RequiredAction.WAIT,
-                        account=event.account,
-                        status_message="Linked; waiting for WhatsApp's restart (515).",
-                    )
-                    self.qr.finish(QrOutcome.PAIRED)
-                elif isinstance(event, Opened):
-                    opened_at = time.monotonic()
-                    self._connection_open = True
-                    await self.commit(
-                        Cause.OPENED,
-                        state=S.CONNECTED,
-                        required_action=RequiredAction.NONE,
-                        account=event.account,
-                        retry=None,
-                        status_message="Connected.",
-                    )
-                    self.settled.set()
-                elif isinstance(event, Activity):
-                    self.note_activity(event.time)
+            # NOTE: closed here, not left to the garbage collector: an unfinished async
+            # generator is finalised through call_soon_threadsafe (a self-pipe write and a
+            # task each), which in a storm is ten thousand wake-ups at once.
+            async with contextlib.aclosing(connection.events()) as events:
+                async for event in events:
+                    if isinstance(event, Closed):
+                        self._connection_open = False
+                        up = time.monotonic() - opened_at if opened_at is not None else 0.0
+                        # NOTE: a network blip closes every connection at once; the pacer
+                        # spreads the close handling over loop iterations so RPCs keep being
+                        # answered.
+                        await self._pacer.turn()
+                        return ConnectionEnd(event, up >= self._settings.stable_after_s)
+                    if isinstance(event, Qr):
+                        await self._on_qr(event)
+                    elif isinstance(event, PairSuccess):
+                        await self.commit(
+                            Cause.PAIRED,
+                            state=S.PAIRING,
+                            required_action=RequiredAction.WAIT,
+                            account=event.account,
+                            status_message="Linked; waiting for WhatsApp's restart (515).",
+                        )
+                        self.qr.finish(QrOutcome.PAIRED)
+                    elif isinstance(event, Opened):
+                        opened_at = time.monotonic()
+                        self._connection_open = True
+                        await self.commit(
+                            Cause.OPENED,
+                            state=S.CONNECTED,
+                            required_action=RequiredAction.NONE,
+                            account=event.account,
+                            retry=None,
+                            status_message="Connected.",
+                        )
+                        self.settled.set()
+                    elif isinstance(event, Activity):
+                        self.note_activity(event.time)
             return ConnectionEnd(
                 Closed(wa.CONNECTION_CLOSED, "the engine ended the connection without a code"),
                 stable=False,
