@@ -14,10 +14,10 @@ class ConnectRateLimiter:
     NOTE: one dispatcher releases the waiters, at the pace of a token bucket that holds at most
     1/100 s worth of connects (1 to 5): each release runs a connect in the same loop iteration,
     and small releases keep iterations short (grpc accepts new RPCs between them). Slots
-    reserved ahead with one timer per session would all come due together after the loop was busy for a moment, and the connects would
-    arrive as a burst above the limit; the bucket lets a late dispatcher catch up by a few
-    connects at most, and a one-second window of release times caps the rate outright. A
-    cancelled waiter simply leaves its turn unused.
+    reserved ahead with one timer per session would all come due together after the loop was
+    busy for a moment, and the connects would arrive as a burst above the limit; the bucket
+    lets a late dispatcher catch up by a few connects at most, and a one-second window of
+    release times caps the rate outright. A cancelled waiter simply leaves its turn unused.
     """
 
     def __init__(self, rate: float) -> None:
