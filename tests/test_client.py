@@ -163,6 +163,9 @@ async def test_qr_codes_scan_and_wait_for_state(client: SessionsClient) -> None:
     connected = await client.wait_for_state("q", "CONNECTED", timeout=10)
     assert connected.state == S.CONNECTED and connected.has_credentials
     assert connected.account.phone_number.startswith("+")
+    seen = await client.simulator.network_stats(reset=True)
+    assert seen.connects >= 2 and seen.peak_connects_per_second >= 1  # QR, then restart (515)
+    assert (await client.simulator.network_stats()).connects == 0  # counting afresh
     # Already linked: no QR codes, a precise error.
     with pytest.raises(FailedPreconditionError) as linked:
         await anext(client.qr_codes("q"))
@@ -289,6 +292,7 @@ async def test_blocking_facade(make_server: ServerFactory) -> None:
             except NotFoundError as error:
                 reason = error.reason
             assert client.wait_for_state("blk", "CONNECTED", timeout=10).has_credentials
+            assert client.sim_network_stats().connects >= 2  # the QR connect, the restart
             return states, first.value, outcome + " " + reason
 
     states, value, rest = await asyncio.to_thread(scenario)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from wasessions_server.manager.ratelimit import ConnectMeter, ConnectRateLimiter, Pacer
+from wasessions_server.manager.ratelimit import ConnectRateLimiter, Pacer
+from wasessions_server.rates import ConnectMeter
 
 
 def _most_in_window(times: list[float], window: float) -> int:

@@ -156,3 +156,31 @@ async def test_connect_rate_limiter_spaces_connects(rate: float) -> None:
     # Never a burst: 20 connects take at least 19 intervals.
     assert times[-1] - times[0] >= 19 / rate * 0.9
     assert min(gaps) >= 0
+
+
+async def test_the_simulated_whatsapp_never_sees_more_connects_than_the_limit(
+    make_server: ServerFactory,
+) -> None:
+    """A whole-service drop: every session reconnects at once, and the simulator (WhatsApp's
+    side) counts the connects that reach it: never more than the limit in any second."""
+    srv = await make_server(
+        {"manager": {"connect_rate": 20.0}, "policy": {"default": {"max_attempts": 50}}}
+    )
+    names = [f"herd{i:02d}" for i in range(30)]
+    for name in names:
+        await srv.create(name)
+    for name in names:
+        await srv.wait_state(name, S.QR_PENDING, timeout=10)
+        await srv.scan(name)
+    for name in names:
+        await srv.wait_state(name, S.CONNECTED, timeout=15)
+    before = await srv.sim.GetNetworkStats(sim.GetNetworkStatsRequest(reset=True))
+    assert before.connects >= 2 * len(names)  # each: the QR connect and the restart after 515
+    assert before.peak_connects_per_second <= 20
+    await _network(srv, False)
+    await _network(srv, True)
+    for name in names:
+        await srv.wait_state(name, S.CONNECTED, timeout=15, last_disconnect__code=408)
+    after = await srv.sim.GetNetworkStats(sim.GetNetworkStatsRequest())
+    assert after.connects >= len(names)
+    assert 10 <= after.peak_connects_per_second <= 20

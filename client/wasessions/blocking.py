@@ -22,6 +22,7 @@ import grpc
 from wasessions.client import QrCode, ReconnectPolicy, SessionsClient, WatchEvent
 from wasessions.v1 import session_pb2 as pb
 from wasessions.v1 import session_service_pb2 as svc
+from wasessions.v1 import simulator_service_pb2 as sim
 
 T = TypeVar("T")
 
@@ -174,3 +175,7 @@ class BlockingSessionsClient:
 
     def sim_set_network(self, reachable: bool) -> None:
         self._run(self._client.simulator.set_network(reachable))
+
+    def sim_network_stats(self, reset: bool = False) -> sim.GetNetworkStatsResponse:
+        stats: sim.GetNetworkStatsResponse = self._run(self._client.simulator.network_stats(reset))
+        return stats

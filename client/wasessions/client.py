@@ -576,3 +576,11 @@ class SimulatorClient:
 
     async def set_network(self, reachable: bool) -> None:
         await self._client._call(self._stub.SetNetwork, sim.SetNetworkRequest(reachable=reachable))
+
+    async def network_stats(self, reset: bool = False) -> sim.GetNetworkStatsResponse:
+        """Connects the simulated WhatsApp saw: in all, and the most within one second."""
+        request = sim.GetNetworkStatsRequest(reset=reset)
+        response: sim.GetNetworkStatsResponse = await self._client._call(
+            self._stub.GetNetworkStats, request
+        )
+        return response

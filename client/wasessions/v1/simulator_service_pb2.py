@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%wasessions/v1/simulator_service.proto\x12\rwasessions.v1\"!\n\x11ScanQrCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12ScanQrCodeResponse\"5\n\x17\x45nterPairingCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\"\x1a\n\x18\x45nterPairingCodeResponse\"F\n\x17InjectDisconnectRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x1a\n\x18InjectDisconnectResponse\"&\n\x11SetNetworkRequest\x12\x11\n\treachable\x18\x01 \x01(\x08\"\x14\n\x12SetNetworkResponse2\x82\x03\n\x10SimulatorService\x12Q\n\nScanQrCode\x12 .wasessions.v1.ScanQrCodeRequest\x1a!.wasessions.v1.ScanQrCodeResponse\x12\x63\n\x10\x45nterPairingCode\x12&.wasessions.v1.EnterPairingCodeRequest\x1a\'.wasessions.v1.EnterPairingCodeResponse\x12\x63\n\x10InjectDisconnect\x12&.wasessions.v1.InjectDisconnectRequest\x1a\'.wasessions.v1.InjectDisconnectResponse\x12Q\n\nSetNetwork\x12 .wasessions.v1.SetNetworkRequest\x1a!.wasessions.v1.SetNetworkResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%wasessions/v1/simulator_service.proto\x12\rwasessions.v1\"!\n\x11ScanQrCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12ScanQrCodeResponse\"5\n\x17\x45nterPairingCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\"\x1a\n\x18\x45nterPairingCodeResponse\"F\n\x17InjectDisconnectRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x1a\n\x18InjectDisconnectResponse\"&\n\x11SetNetworkRequest\x12\x11\n\treachable\x18\x01 \x01(\x08\"\x14\n\x12SetNetworkResponse\"\'\n\x16GetNetworkStatsRequest\x12\r\n\x05reset\x18\x01 \x01(\x08\"M\n\x17GetNetworkStatsResponse\x12\x10\n\x08\x63onnects\x18\x01 \x01(\x03\x12 \n\x18peak_connects_per_second\x18\x02 \x01(\x03\x32\xe4\x03\n\x10SimulatorService\x12Q\n\nScanQrCode\x12 .wasessions.v1.ScanQrCodeRequest\x1a!.wasessions.v1.ScanQrCodeResponse\x12\x63\n\x10\x45nterPairingCode\x12&.wasessions.v1.EnterPairingCodeRequest\x1a\'.wasessions.v1.EnterPairingCodeResponse\x12\x63\n\x10InjectDisconnect\x12&.wasessions.v1.InjectDisconnectRequest\x1a\'.wasessions.v1.InjectDisconnectResponse\x12Q\n\nSetNetwork\x12 .wasessions.v1.SetNetworkRequest\x1a!.wasessions.v1.SetNetworkResponse\x12`\n\x0fGetNetworkStats\x12%.wasessions.v1.GetNetworkStatsRequest\x1a&.wasessions.v1.GetNetworkStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,6 +47,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETNETWORKREQUEST']._serialized_end=334
   _globals['_SETNETWORKRESPONSE']._serialized_start=336
   _globals['_SETNETWORKRESPONSE']._serialized_end=356
-  _globals['_SIMULATORSERVICE']._serialized_start=359
-  _globals['_SIMULATORSERVICE']._serialized_end=745
+  _globals['_GETNETWORKSTATSREQUEST']._serialized_start=358
+  _globals['_GETNETWORKSTATSREQUEST']._serialized_end=397
+  _globals['_GETNETWORKSTATSRESPONSE']._serialized_start=399
+  _globals['_GETNETWORKSTATSRESPONSE']._serialized_end=476
+  _globals['_SIMULATORSERVICE']._serialized_start=479
+  _globals['_SIMULATORSERVICE']._serialized_end=963
 # @@protoc_insertion_point(module_scope)

@@ -49,3 +49,17 @@ class SetNetworkRequest(_message.Message):
 class SetNetworkResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetNetworkStatsRequest(_message.Message):
+    __slots__ = ("reset",)
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    reset: bool
+    def __init__(self, reset: _Optional[bool] = ...) -> None: ...
+
+class GetNetworkStatsResponse(_message.Message):
+    __slots__ = ("connects", "peak_connects_per_second")
+    CONNECTS_FIELD_NUMBER: _ClassVar[int]
+    PEAK_CONNECTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    connects: int
+    peak_connects_per_second: int
+    def __init__(self, connects: _Optional[int] = ..., peak_connects_per_second: _Optional[int] = ...) -> None: ...

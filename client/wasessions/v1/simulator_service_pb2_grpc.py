@@ -56,6 +56,11 @@ class SimulatorServiceStub:
                 request_serializer=wasessions_dot_v1_dot_simulator__service__pb2.SetNetworkRequest.SerializeToString,
                 response_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.SetNetworkResponse.FromString,
                 _registered_method=True)
+        self.GetNetworkStats = channel.unary_unary(
+                '/wasessions.v1.SimulatorService/GetNetworkStats',
+                request_serializer=wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsRequest.SerializeToString,
+                response_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsResponse.FromString,
+                _registered_method=True)
 
 
 class SimulatorServiceServicer:
@@ -92,6 +97,14 @@ class SimulatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetNetworkStats(self, request, context):
+        """What the simulated WhatsApp saw of the connects: how many arrived, and the most that
+        arrived within any one second (so a connect rate limit can be checked from outside).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SimulatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +127,11 @@ def add_SimulatorServiceServicer_to_server(servicer, server):
                     servicer.SetNetwork,
                     request_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.SetNetworkRequest.FromString,
                     response_serializer=wasessions_dot_v1_dot_simulator__service__pb2.SetNetworkResponse.SerializeToString,
+            ),
+            'GetNetworkStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNetworkStats,
+                    request_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsRequest.FromString,
+                    response_serializer=wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +244,33 @@ class SimulatorService:
             '/wasessions.v1.SimulatorService/SetNetwork',
             wasessions_dot_v1_dot_simulator__service__pb2.SetNetworkRequest.SerializeToString,
             wasessions_dot_v1_dot_simulator__service__pb2.SetNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNetworkStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wasessions.v1.SimulatorService/GetNetworkStats',
+            wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsRequest.SerializeToString,
+            wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,10 @@ class SimulatorServiceStub:
     """
     SetNetwork: _grpc.UnaryUnaryMultiCallable[_simulator_service_pb2.SetNetworkRequest, _simulator_service_pb2.SetNetworkResponse]
     """Takes the simulated network down (every connection drops, connects fail) or up."""
+    GetNetworkStats: _grpc.UnaryUnaryMultiCallable[_simulator_service_pb2.GetNetworkStatsRequest, _simulator_service_pb2.GetNetworkStatsResponse]
+    """What the simulated WhatsApp saw of the connects: how many arrived, and the most that
+    arrived within any one second (so a connect rate limit can be checked from outside).
+    """
 
 @_typing.type_check_only
 class SimulatorServiceAsyncStub(SimulatorServiceStub):
@@ -63,6 +67,10 @@ class SimulatorServiceAsyncStub(SimulatorServiceStub):
     """
     SetNetwork: _aio.UnaryUnaryMultiCallable[_simulator_service_pb2.SetNetworkRequest, _simulator_service_pb2.SetNetworkResponse]  # type: ignore[assignment]
     """Takes the simulated network down (every connection drops, connects fail) or up."""
+    GetNetworkStats: _aio.UnaryUnaryMultiCallable[_simulator_service_pb2.GetNetworkStatsRequest, _simulator_service_pb2.GetNetworkStatsResponse]  # type: ignore[assignment]
+    """What the simulated WhatsApp saw of the connects: how many arrived, and the most that
+    arrived within any one second (so a connect rate limit can be checked from outside).
+    """
 
 class SimulatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """Drives the embedded simulated WhatsApp (`sim` engine). Served only when the sim engine is
@@ -102,5 +110,15 @@ class SimulatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_simulator_service_pb2.SetNetworkResponse, _abc.Awaitable[_simulator_service_pb2.SetNetworkResponse]]:
         """Takes the simulated network down (every connection drops, connects fail) or up."""
+
+    @_abc_1.abstractmethod
+    def GetNetworkStats(
+        self,
+        request: _simulator_service_pb2.GetNetworkStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulator_service_pb2.GetNetworkStatsResponse, _abc.Awaitable[_simulator_service_pb2.GetNetworkStatsResponse]]:
+        """What the simulated WhatsApp saw of the connects: how many arrived, and the most that
+        arrived within any one second (so a connect rate limit can be checked from outside).
+        """
 
 def add_SimulatorServiceServicer_to_server(servicer: SimulatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -59,3 +59,10 @@ class SimulatorService(sim_grpc.SimulatorServiceServicer):
     ) -> sim.SetNetworkResponse:
         self._engine.set_network(request.reachable)
         return sim.SetNetworkResponse()
+
+    @unary
+    async def GetNetworkStats(
+        self, request: sim.GetNetworkStatsRequest, context: Ctx
+    ) -> sim.GetNetworkStatsResponse:
+        connects, peak = self._engine.network_stats(request.reset)
+        return sim.GetNetworkStatsResponse(connects=connects, peak_connects_per_second=peak)

@@ -33,6 +33,7 @@ from wasessions_server.errors import ServiceError, Status, invalid_argument
 from wasessions_server.model import Account
 from wasessions_server.policy import QR_WINDOW_OVER_MESSAGE, QrSchedule
 from wasessions_server.policy import codes as wa
+from wasessions_server.rates import ConnectMeter
 from wasessions_server.store import CredentialVault
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class SimWorld:
     def __init__(self, state_dir: Path, qr: QrSchedule) -> None:
         self.qr = qr
         self.reachable = True
+        self.connects = ConnectMeter()  # every connection attempt that reached "WhatsApp"
         self._path = state_dir / "world.json"
         self._vault = CredentialVault(state_dir)
         state = json.loads(self._vault.read("world.json") or b"{}")
@@ -249,6 +251,7 @@ class SimEngine:
         self.world = SimWorld(state_dir, qr)
 
     async def connect(self, target: ConnectTarget) -> SimConnection:
+        self.world.connects.started()
         connection = SimConnection(self.world, target)
         connection.start()
         return connection
@@ -293,6 +296,14 @@ class SimEngine:
         self.world.reachable = reachable
         if not reachable:
             self._drop(list(self.world.live.values()))
+
+    def network_stats(self, reset: bool) -> tuple[int, int]:
+        """(connects, most connects within one second) since the start or the last reset."""
+        meter = self.world.connects
+        stats = (meter.total, meter.peak_per_second)
+        if reset:
+            self.world.connects = ConnectMeter()
+        return stats
 
     def _drop(self, connections: list[SimConnection]) -> None:
         """Closes `connections` with 408, one slice now and one per loop iteration after.

@@ -16,10 +16,11 @@ from wasessions_server.errors import ServiceError, Status, shutting_down
 from wasessions_server.events import EventJournal, ResumePoint, WatchItem, watch
 from wasessions_server.manager.heap import HeapFreezer
 from wasessions_server.manager.qr import QrItem, QrOutcome
-from wasessions_server.manager.ratelimit import ConnectMeter, ConnectRateLimiter, Pacer
+from wasessions_server.manager.ratelimit import ConnectRateLimiter, Pacer
 from wasessions_server.manager.supervisor import SessionSupervisor, SupervisorSettings
 from wasessions_server.model import Cause, JournalEntry, RequiredAction, SessionRecord, State
 from wasessions_server.policy import QrSchedule, ReconnectPolicy, default_policy
+from wasessions_server.rates import ConnectMeter
 from wasessions_server.store import CredentialStore, CredentialVault
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 
 
 class ConnectRateLimiter:
@@ -71,29 +70,6 @@ class ConnectRateLimiter:
                 if len(self._recent) >= self._per_second:
                     delay = max(delay, self._recent[0] + 1.0 - loop.time())
                 await asyncio.sleep(max(delay, 0.0005))
-
-
-class ConnectMeter:
-    """Counts connects as they start: how many in all, and the most that started within any
-    one second (a sliding window), so the rate limit can be checked from outside.
-
-    NOTE: counted where connects begin, not where the limiter releases them, so a late or
-    bursty release would show here.
-    """
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.peak_per_second = 0
-        self._recent: collections.deque[float] = collections.deque()
-
-    def started(self, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        recent = self._recent
-        recent.append(now)
-        while recent[0] <= now - 1.0:
-            recent.popleft()
-        self.total += 1
-        self.peak_per_second = max(self.peak_per_second, len(recent))
 
 
 class Pacer:

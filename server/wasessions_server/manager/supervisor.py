@@ -28,7 +28,7 @@ from wasessions_server.engines import (
 from wasessions_server.errors import ServiceError, Status
 from wasessions_server.events import EventJournal
 from wasessions_server.manager.qr import QrBoard, QrOutcome
-from wasessions_server.manager.ratelimit import ConnectMeter, ConnectRateLimiter, Pacer
+from wasessions_server.manager.ratelimit import ConnectRateLimiter, Pacer
 from wasessions_server.model import Cause, Disconnect, RequiredAction, RetryProgress, SessionRecord
 from wasessions_server.model import State as S
 from wasessions_server.policy import (
@@ -39,6 +39,7 @@ from wasessions_server.policy import (
     is_qr_window_over,
 )
 from wasessions_server.policy import codes as wa
+from wasessions_server.rates import ConnectMeter
 from wasessions_server.store import CredentialVault
 
 log = logging.getLogger(__name__)
