@@ -95,6 +95,8 @@ def flatten(run: Mapping[str, Any]) -> dict[str, Any]:
             "storm_connect_limit": s["connect_rate_limit"],
             "storm_max_connects_1s": s["max_connects_in_1s"],
             "storm_max_opens_1s": s["max_opens_in_1s"],
+            "storm_sim_connects": s.get("sim_connects"),
+            "storm_sim_peak_1s": s.get("sim_peak_connects_per_second"),
             "storm_get_p50_ms": s["get_session"]["p50_ms"],
             "storm_get_p99_ms": s["get_session"]["p99_ms"],
             "storm_get_max_ms": s["get_session"]["max_ms"],
@@ -139,7 +141,13 @@ def flatten(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return median_of([flatten(run) for run in runs])
+    flat = [flatten(run) for run in runs]
+    summary = median_of(flat)
+    # NOTE: "never above the limit" is a claim about every run: the busiest, not the median.
+    peaks = [f["storm_sim_peak_1s"] for f in flat if f.get("storm_sim_peak_1s") is not None]
+    if peaks:
+        summary["storm_sim_peak_1s"] = max(peaks)
+    return summary
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -182,8 +190,8 @@ def targets(m: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
             f"p99 {_fmt(m['secured_p99_ms'])} ms; server "
             f"{_fmt(m['secured_server_cpu_us'], 0)} µs CPU/call",
             f"ratio to echo {_fmt(m['secured_echo_ratio'], 2)}",
-            ">= 0.8 x echo",
-            m["secured_echo_ratio"] >= 0.8,
+            "(reported; the 0.8 target is for the default configuration)",
+            None,
         )
         row(
             "1. ListSessions page_size=100",
@@ -209,9 +217,14 @@ def targets(m: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
         back = m["storm_all_reconnected"] and m["storm_reconnected_s"] <= m["storm_bound_s"]
         row("3. storm: all CONNECTED again (from drop)", f"{_fmt(m['storm_reconnected_s'])} s",
             "", f"<= {_fmt(m['storm_bound_s'])} s", back)  # fmt: skip
+        if m.get("storm_sim_peak_1s") is not None:
+            row("3. storm: connects reaching the simulated WhatsApp, busiest 1 s of all runs",
+                f"{_fmt(m['storm_sim_peak_1s'])} (of {_fmt(m['storm_sim_connects'])} in all)", "",
+                f"<= {_fmt(m['storm_connect_limit'])} connects/s",
+                m["storm_sim_peak_1s"] <= m["storm_connect_limit"])  # fmt: skip
         row("3. storm: connect outcomes committed in any 1 s (OPENED / all)",
             f"{_fmt(m['storm_max_opens_1s'])} / {_fmt(m['storm_max_connects_1s'])}", "",
-            f"<= {_fmt(m['storm_connect_limit'])} connects/s (see notes)", None)  # fmt: skip
+            "(commit times, see notes)", None)  # fmt: skip
         row("3. storm: GetSession latency throughout",
             f"p50 {_fmt(m['storm_get_p50_ms'])} ms, p99 {_fmt(m['storm_get_p99_ms'])} ms, "
             f"max {_fmt(m['storm_get_max_ms'])} ms", "", "p99 < 100 ms",
