@@ -26,6 +26,42 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
+class Malformed:
+    """Stands in for a request whose bytes did not parse."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def malformed(request: Malformed) -> ServiceError:
+    return ServiceError(
+        Status.INVALID_ARGUMENT,
+        "MALFORMED_REQUEST",
+        "the request message could not be parsed (wrong message type or corrupt bytes)",
+    )
+
+
+def tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that turns bytes that do not parse into a `Malformed` request, so the
+    caller gets INVALID_ARGUMENT from us instead of grpcio's UNKNOWN."""
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as error:
+            return Malformed(error)
+
+    return deserialize
+
+
+def checks_malformed(behavior: Callable[..., Any]) -> bool:
+    """Whether `behavior` (a servicer method) answers a `Malformed` request itself."""
+    return bool(getattr(behavior, "checks_malformed", False))
+
+
 def to_grpc_status(error: ServiceError) -> grpc.Status:
     detail = any_pb2.Any()
     detail.Pack(
@@ -75,12 +111,15 @@ def unary(
 
     async def handler(self: S, request: Req, context: Ctx) -> Resp:
         try:
+            if isinstance(request, Malformed):
+                raise malformed(request)
             return await fn(self, request, context)
         except Exception as error:
             await context.abort_with_status(to_grpc_status(_service_error(error, fn.__name__)))
             raise  # unreachable: abort raises
 
     handler.__name__ = fn.__name__
+    handler.checks_malformed = True  # type: ignore[attr-defined]
     return handler
 
 

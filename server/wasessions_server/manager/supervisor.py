@@ -398,12 +398,14 @@ class SessionSupervisor:
             state_changes = self._retry_changes(retry)
             cause = Cause.RETRY_STARTED
         while True:
-            # NOTE: the turn comes first and "connecting" is committed when the connect really
-            # starts: in a storm thousands of backoff timers expire together, and their
-            # announcements then come at the connect rate instead of all at once.
-            await self._limiter.acquire()
             if state_changes:
+                # NOTE: in a storm thousands of backoff timers expire together; paced, their
+                # announcements are committed a few per loop iteration, not all in one.
+                await self._pacer.turn()
                 await self.commit(cause, **state_changes)
+            # NOTE: the limiter's turn comes right before the connect, with nothing to wait
+            # for in between: connects start exactly at the pace the limiter releases them.
+            await self._limiter.acquire()
             end = await self._connect_once()
             close = end.close
             rule = self._policy.rule_for(close.code, close.message)
