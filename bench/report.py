@@ -313,7 +313,14 @@ def plot(run: Mapping[str, Any], directory: Path) -> list[Path]:
         seconds = [s + 0.5 for s, _ in storm["connects_per_second"]]
         axes[1].bar(seconds, [n for _, n in storm["connects_per_second"]], width=0.9)
         axes[1].axhline(storm["connect_rate_limit"], color="red", linestyle="--", label="limit")
-        axes[1].set_ylabel("connect attempts / s")
+        axes[1].set_ylabel("outcomes committed / s")
+        if storm.get("sim_peak_connects_per_second") is not None:
+            axes[1].set_title(
+                "connects reaching the simulated WhatsApp: at most "
+                f"{storm['sim_peak_connects_per_second']} in any second; bars: connect outcomes "
+                "(OPENED or failed) by commit time",
+                fontsize=9,
+            )
         axes[1].legend(loc="upper right", fontsize=8)
         p99 = storm["get_p99_ms_per_second"]
         axes[2].plot([s + 0.5 for s, _ in p99], [v for _, v in p99], marker=".")
