@@ -3,7 +3,8 @@ malformed bytes to every RPC. Only canonical error codes come back, the server s
 healthy, and sessions and credentials that no request named do not change.
 
 Bytes that do not parse would be answered by grpcio itself with UNKNOWN before our code runs;
-the server's interceptor catches them first and answers INVALID_ARGUMENT (MALFORMED_REQUEST).
+the server's tolerant deserializer catches them first, and they are answered INVALID_ARGUMENT
+(MALFORMED_REQUEST).
 """
 
 from __future__ import annotations
@@ -248,7 +249,8 @@ def test_malformed_bytes(target: Target, rpc: Rpc) -> None:
     def attack(data: bytes) -> None:
         code = _call(target.client.channel, rpc, data)
         # NOTE: grpcio itself would answer bytes that do not parse with UNKNOWN; the server's
-        # interceptor answers them with INVALID_ARGUMENT (MALFORMED_REQUEST) instead.
+        # deserializer hands them on marked, and they are answered INVALID_ARGUMENT
+        # (MALFORMED_REQUEST).
         if _parses(rpc, data):
             assert code in CANONICAL, f"{rpc.method}({data!r}) -> {code}"
         else:

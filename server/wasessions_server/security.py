@@ -1,6 +1,6 @@
 """Security and operability settings: API keys, TLS files, limits, metrics address.
 
-Plain values only (no grpc): the api layer turns them into an interceptor and credentials.
+Plain values only (no grpc): the api layer turns them into its RPC guard and credentials.
 Keys are kept as SHA-256 digests and compared in constant time; the keys themselves are never
 stored in memory longer than it takes to hash them, and never logged.
 """

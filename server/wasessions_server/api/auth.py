@@ -137,7 +137,7 @@ class RpcGuard:
     NOTE: this is not a `grpc.aio.ServerInterceptor`. grpc runs an interceptor chain (a few
     coroutines) on every call, before it even looks the method up, and the chain cost about a
     tenth of a GetSession. Wrapped at registration, a call pays only for what applies to it:
-    without API keys, a time stamp and a type check.
+    with no API keys and no metrics endpoint, a unary call is not wrapped at all.
     """
 
     def __init__(self, settings: SecuritySettings, metrics: ServerMetrics | None) -> None:
@@ -146,9 +146,6 @@ class RpcGuard:
         self._keys = settings.api_keys
         self._metrics = metrics
         self._streams: dict[str, int] = {}
-
-    def open_streams(self, client: str) -> int:
-        return self._streams.get(client, 0)
 
     def registrar(self, server: grpc.aio.Server) -> grpc.aio.Server:
         """What to pass to `add_*Servicer_to_server` instead of `server`: everything
