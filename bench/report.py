@@ -317,8 +317,8 @@ def plot(run: Mapping[str, Any], directory: Path) -> list[Path]:
         if storm.get("sim_peak_connects_per_second") is not None:
             axes[1].set_title(
                 "connects reaching the simulated WhatsApp: at most "
-                f"{storm['sim_peak_connects_per_second']} in any second; bars: connect outcomes "
-                "(OPENED or failed) by commit time",
+                f"{storm['sim_peak_connects_per_second']} in any second "
+                "(bars: outcomes by commit time)",
                 fontsize=9,
             )
         axes[1].legend(loc="upper right", fontsize=8)
