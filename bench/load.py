@@ -8,14 +8,11 @@ import base64
 import contextlib
 import itertools
 import json
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,7 +22,7 @@ from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 from wasessions.v1 import simulator_service_pb2 as sim
 from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
 
-from bench.procs import clean_env
+from bench.procs import Proc, spawn_probe
 from bench.stats import latency_ms
 
 Call = Callable[[], Awaitable[Any]]
@@ -129,49 +126,33 @@ class ProbeProcess:
     a separate process measures how fast the server answers, not how busy the bench is.
     """
 
-    def __init__(self, target: str, names: Sequence[str], interval: float = 0.01) -> None:
-        self._command = [sys.executable, "-m", "bench.probe", target, str(interval)]
+    def __init__(
+        self, target: str, names: Sequence[str], workdir: Path, interval: float = 0.01
+    ) -> None:
+        self._target = target
         self._names = names
-        self._process: subprocess.Popen[str] | None = None
-        self._errors: list[str] = []
+        self._names_file = workdir / "probe-names.txt"
+        self._out_file = workdir / "probe-samples.json"
+        self._interval = interval
+        self._proc: Proc | None = None
         self.samples: list[tuple[float, float]] = []
         self.errors = 0
 
     async def start(self) -> None:
         """Returns once the prober had its first answer."""
-        await asyncio.to_thread(self._spawn)
-
-    def _spawn(self) -> None:
-        self._process = process = subprocess.Popen(
-            self._command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=clean_env(),
+        self._names_file.write_text("\n".join(self._names) + "\n")
+        self._out_file.unlink(missing_ok=True)
+        self._proc = await asyncio.to_thread(
+            spawn_probe, self._target, self._names_file, self._out_file, self._interval
         )
-        assert process.stdin is not None and process.stderr is not None
-        process.stdin.write("\n".join(self._names) + "\n")
-        process.stdin.close()
-        line = process.stderr.readline()  # "probing", or the start of an error
-        if line.strip() != "probing":
-            process.kill()
-            raise RuntimeError(f"the prober did not start: {line}{process.stderr.read()}")
-        stderr = process.stderr
-        # NOTE: drained, so the prober never blocks on a full pipe (the tail is kept).
-        threading.Thread(target=lambda: self._errors.extend(stderr), daemon=True).start()
 
     async def stop(self) -> None:
-        process = self._process
-        if process is None:
+        if self._proc is None:
             return
-        process.send_signal(signal.SIGTERM)
-        assert process.stdout is not None
-        out = await asyncio.to_thread(process.stdout.read)
-        code = await asyncio.to_thread(process.wait, 60)
+        code = await asyncio.to_thread(self._proc.stop)
         if code != 0:
-            raise RuntimeError(f"the prober failed ({code}): {''.join(self._errors[-30:])}")
-        result = json.loads(out)
+            raise RuntimeError(f"the prober failed ({code}): {''.join(self._proc.log[-30:])}")
+        result = json.loads(self._out_file.read_text())
         self.samples = [(float(at), float(lat)) for at, lat in result["samples"]]
         self.errors = int(result["errors"])
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 _LISTENING = re.compile(r"listening on (\S+)")
+_PROBING = re.compile(r"probing (\S+)")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -70,7 +71,7 @@ def self_cpu_seconds() -> float:
     return cpu_seconds(os.getpid())
 
 
-def clean_env() -> dict[str, str]:
+def _clean_env() -> dict[str, str]:
     """This environment without WASESSIONS_* settings, with the project root importable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WASESSIONS_")}
     root = str(Path(__file__).resolve().parent.parent)
@@ -78,10 +79,13 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def _spawn(command: list[str], what: str, timeout: float = 60.0) -> Proc:
+def _spawn(
+    command: list[str], what: str, timeout: float = 60.0, ready: re.Pattern[str] = _LISTENING
+) -> Proc:
+    """Starts `command` and returns once it printed `ready` (its group 1 is the target)."""
     started = time.monotonic()
     process = subprocess.Popen(
-        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=clean_env()
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_clean_env()
     )
     assert process.stderr is not None
     log: list[str] = []
@@ -91,7 +95,7 @@ def _spawn(command: list[str], what: str, timeout: float = 60.0) -> Proc:
         if not line:
             break
         log.append(line)
-        if match := _LISTENING.search(line):
+        if match := ready.search(line):
             proc = Proc(process, match.group(1), started, time.monotonic(), log)
             _pump(proc)
             return proc
@@ -138,6 +142,14 @@ def spawn_journal_server(data_dir: Path, config: Mapping[str, Any], **load: Any)
         *(f"--{k}={v}" for k, v in load.items()),
     ]  # fmt: skip
     return _spawn(command, "journal harness")
+
+
+def spawn_probe(target: str, names_file: Path, out_file: Path, interval: float) -> Proc:
+    """`python -m bench.probe`: GetSession on `target`, from a process of its own."""
+    command = [
+        sys.executable, "-m", "bench.probe", target, str(interval), str(names_file), str(out_file),
+    ]  # fmt: skip
+    return _spawn(command, "GetSession prober", ready=_PROBING)
 
 
 def spawn_echo() -> Proc:

@@ -365,7 +365,7 @@ async def storm(bench: Bench) -> dict[str, Any]:
     max_delay = ts(policy.default_rule.max_delay)
     rate = policy.connect_rate
     bound = max_delay + sizes.sessions / rate + sizes.outage_s
-    prober = ProbeProcess(bench.server.target, bench.names, interval=0.01)
+    prober = ProbeProcess(bench.server.target, bench.names, bench.data_dir.parent, interval=0.01)
     tracker.recorded = []
     tracker.timeline.clear()
     tracker.start_sampling(0.25)
@@ -464,12 +464,6 @@ async def storm(bench: Bench) -> dict[str, Any]:
         "timeline": [(round(t - down, 3), counts) for t, counts in tracker.timeline],
         "connects_per_second": sorted(per_second.items()),
         "get_p99_ms_per_second": sorted(p99_by_second.items()),
-        "down_monotonic": down,
-        "get_samples": [
-            (round(at - down, 4), round(lat * 1000, 2))
-            for at, lat in prober.samples
-            if down - 1 <= at <= done + 1
-        ],
     }
 
 

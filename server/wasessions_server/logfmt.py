@@ -82,7 +82,6 @@ def configure(level: str, fmt: str) -> None:
         root.removeHandler(old)
     root.addHandler(_Enqueue(records))
     root.setLevel(level.upper())
-    atexit.register(flush)
 
 
 def flush() -> None:
@@ -91,6 +90,9 @@ def flush() -> None:
     if _writer is not None:
         _writer.stop()
         _writer = None
+
+
+atexit.register(flush)
 
 
 class StateChangeLog:

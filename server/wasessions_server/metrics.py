@@ -177,10 +177,10 @@ class ServerMetrics:
             return
         for session_id in list(self._boards):
             self._count_qr(session_id)
-        meter = manager.connects
-        self.connects.inc(meter.total - self._connects_counted)
-        self._connects_counted = meter.total
-        self.connects_peak.set(meter.peak_per_second)
+        limiter = manager.limiter
+        self.connects.inc(limiter.granted - self._connects_counted)
+        self._connects_counted = limiter.granted
+        self.connects_peak.set(limiter.peak_per_second)
         counts: dict[tuple[str, str], int] = {}
         for engine in manager.engines:
             for state in State:

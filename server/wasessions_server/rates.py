@@ -1,4 +1,4 @@
-"""Counting connects in a sliding one-second window (shared by the manager and the sim engine)."""
+"""Counting connects in a sliding one-second window, as the simulated WhatsApp sees them."""
 
 from __future__ import annotations
 

@@ -214,7 +214,7 @@ class RpcGuard:
             if (problem := access(caller, request)) is not None:
                 raise problem
         if isinstance(request, Malformed):
-            raise malformed(request)
+            raise malformed()
         return caller
 
     # Wrapping ---------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ class RpcGuard:
             # request's bytes are left to check.
             async def plain(request: Any, context: Any) -> Any:
                 if isinstance(request, Malformed):
-                    await context.abort_with_status(to_grpc_status(malformed(request)))
+                    await context.abort_with_status(to_grpc_status(malformed()))
                 return await inner(request, context)
 
             return plain

@@ -33,7 +33,7 @@ class Malformed:
         self.error = error
 
 
-def malformed(request: Malformed) -> ServiceError:
+def malformed() -> ServiceError:
     return ServiceError(
         Status.INVALID_ARGUMENT,
         "MALFORMED_REQUEST",
@@ -112,7 +112,7 @@ def unary(
     async def handler(self: S, request: Req, context: Ctx) -> Resp:
         try:
             if isinstance(request, Malformed):
-                raise malformed(request)
+                raise malformed()
             return await fn(self, request, context)
         except Exception as error:
             await context.abort_with_status(to_grpc_status(_service_error(error, fn.__name__)))

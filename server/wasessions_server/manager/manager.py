@@ -20,7 +20,6 @@ from wasessions_server.manager.ratelimit import ConnectRateLimiter, Pacer
 from wasessions_server.manager.supervisor import SessionSupervisor, SupervisorSettings
 from wasessions_server.model import Cause, JournalEntry, RequiredAction, SessionRecord, State
 from wasessions_server.policy import QrSchedule, ReconnectPolicy, default_policy
-from wasessions_server.rates import ConnectMeter
 from wasessions_server.store import CredentialStore, CredentialVault
 
 log = logging.getLogger(__name__)
@@ -61,9 +60,8 @@ class SessionManager:
         self.credentials = credentials
         self.engines = dict(engines)
         self.settings = settings
-        self._limiter = ConnectRateLimiter(settings.connect_rate)
+        self.limiter = ConnectRateLimiter(settings.connect_rate)  # its counts feed the metrics
         self._pacer = Pacer()  # one for all supervisors: close handling in slices
-        self.connects = ConnectMeter()  # every connect start, for metrics
         self._heap = HeapFreezer()  # full GC passes walk only what is new (storms)
         self._supervisor_settings = SupervisorSettings(
             policy=settings.policy,
@@ -439,10 +437,9 @@ class SessionManager:
             engine,
             self.credentials.vault(record.session_id),
             self.journal,
-            self._limiter,
+            self.limiter,
             self._supervisor_settings,
             self._pacer,
-            self.connects,
         )
 
     def _on_committed(self, entry: JournalEntry) -> None:

@@ -29,6 +29,8 @@ class ConnectRateLimiter:
         # at exactly the limit in a 10,000-session storm.
         self._per_second = max(1, int(rate * 0.98))
         self._recent: collections.deque[float] = collections.deque()  # releases in the last 1 s
+        self.granted = 0  # connects released so far (each starts right after its release)
+        self.peak_per_second = 0  # the most released within one second
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._dispatcher: asyncio.Task[None] | None = None
 
@@ -54,6 +56,8 @@ class ConnectRateLimiter:
             return False
         self._tokens -= 1.0
         recent.append(now)
+        self.granted += 1
+        self.peak_per_second = max(self.peak_per_second, len(recent))
         return True
 
     async def _dispatch(self) -> None:

@@ -39,7 +39,6 @@ from wasessions_server.policy import (
     is_qr_window_over,
 )
 from wasessions_server.policy import codes as wa
-from wasessions_server.rates import ConnectMeter
 from wasessions_server.store import CredentialVault
 
 log = logging.getLogger(__name__)
@@ -145,7 +144,6 @@ class SessionSupervisor:
         limiter: ConnectRateLimiter,
         settings: SupervisorSettings,
         pacer: Pacer | None = None,
-        connects: ConnectMeter | None = None,
     ) -> None:
         self.record = record
         self.engine = engine
@@ -156,7 +154,6 @@ class SessionSupervisor:
         self._journal = journal
         self._limiter = limiter
         self._pacer = pacer if pacer is not None else Pacer()
-        self._connects = connects if connects is not None else ConnectMeter()
         self._settings = settings
         self._policy = settings.policy
         self._mutation = asyncio.Lock()
@@ -435,7 +432,6 @@ class SessionSupervisor:
 
     async def _connect_once(self) -> ConnectionEnd:
         self._retry_now.clear()
-        self._connects.started()
         target = ConnectTarget(self.session_id, self.vault, self.record.proxy)
         try:
             async with asyncio.timeout(self._settings.connect_timeout_s):
