@@ -87,7 +87,13 @@ class Engine(Protocol):
         ...
 
     def has_credentials(self, vault: CredentialVault) -> bool:
-        """Whether the vault really holds credentials this engine can log in with."""
+        """Whether the vault holds credentials this engine can log in with. Cheap and never
+        blocking: it may answer from what the engine last learned (see `refresh_credentials`)."""
+        ...
+
+    async def refresh_credentials(self, vault: CredentialVault) -> bool:
+        """Checks what is really stored, off the event loop, and returns it; `has_credentials`
+        answers the same from then on. Called at load, after a wipe, on PairSuccess and Closed."""
         ...
 
     async def logout_offline(self, vault: CredentialVault) -> None:

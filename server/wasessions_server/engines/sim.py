@@ -259,6 +259,9 @@ class SimEngine:
     def has_credentials(self, vault: CredentialVault) -> bool:
         return vault.exists(CREDS_FILE)
 
+    async def refresh_credentials(self, vault: CredentialVault) -> bool:
+        return await asyncio.to_thread(self.has_credentials, vault)
+
     async def logout_offline(self, vault: CredentialVault) -> None:
         raw = vault.read(CREDS_FILE)
         if raw is not None:

@@ -619,6 +619,9 @@ class WhatsmeowEngine:
     def has_credentials(self, vault: CredentialVault) -> bool:
         return store_has_device(vault.path / STORE_FILE)
 
+    async def refresh_credentials(self, vault: CredentialVault) -> bool:
+        return await asyncio.to_thread(self.has_credentials, vault)
+
     async def logout_offline(self, vault: CredentialVault) -> None:
         """Best effort: connects with the stored device and unlinks it."""
         if not self.has_credentials(vault):

@@ -482,6 +482,9 @@ class _DisabledEngine:
     def has_credentials(self, vault: CredentialVault) -> bool:
         return vault.path.is_dir() and any(vault.path.iterdir())
 
+    async def refresh_credentials(self, vault: CredentialVault) -> bool:
+        return await asyncio.to_thread(self.has_credentials, vault)
+
     async def logout_offline(self, vault: CredentialVault) -> None:
         return None
 
