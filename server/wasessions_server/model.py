@@ -169,10 +169,15 @@ def _dataclass_json(value: Disconnect | RetryProgress | Account | None) -> dict[
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
-    """One durable change: `record` is the session after it, or None when it was deleted."""
+    """One durable change: `record` is the session after it, or None when it was deleted.
+
+    `before` is the session as it was before the change (None when it was created). It is not
+    stored: only entries published live carry it; entries read back from the store have None.
+    """
 
     seq: int
     session_id: str
     cause: Cause
     record: SessionRecord | None
     time: float
+    before: SessionRecord | None = None

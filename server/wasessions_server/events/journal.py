@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -125,13 +126,23 @@ class EventJournal:
         """Called in sequence order, in the event loop, for every committed entry."""
         self._listeners.append(listener)
 
+    async def load_sessions(self) -> list[SessionRecord]:
+        """Every session record in the store (the registry's state at start)."""
+        return await self.run_blocking(self.store.load_sessions)
+
     async def append(
-        self, session_id: str, record: SessionRecord | None, cause: Cause
+        self,
+        session_id: str,
+        record: SessionRecord | None,
+        cause: Cause,
+        *,
+        before: SessionRecord | None = None,
     ) -> JournalEntry:
-        """Commits one change and returns it once it is durable and published."""
+        """Commits one change and returns it once it is durable and published; listeners get
+        `before` with it, so none of them keeps a copy of the state to compare against."""
         if self._closed:
             raise StorageError("the journal is closed (server shutting down)")
-        entry = JournalEntry(self._next_seq, session_id, cause, record, time.time())
+        entry = JournalEntry(self._next_seq, session_id, cause, record, time.time(), before)
         self._next_seq += 1
         future: asyncio.Future[JournalEntry] = asyncio.get_running_loop().create_future()
         self._pending.append((entry, future))
@@ -174,9 +185,7 @@ class EventJournal:
     def _renumber_after_failure(self, failed: int) -> None:
         renumbered = []
         for entry, future in self._pending:
-            moved = JournalEntry(
-                entry.seq - failed, entry.session_id, entry.cause, entry.record, entry.time
-            )
+            moved = dataclasses.replace(entry, seq=entry.seq - failed)
             renumbered.append((moved, future))
         self._pending = renumbered
         self._next_seq -= failed
