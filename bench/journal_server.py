@@ -25,6 +25,7 @@ from wasessions_server.api.server import WaSessionsServer
 from wasessions_server.config import load_config
 from wasessions_server.logfmt import configure as configure_logging
 from wasessions_server.model import Cause
+from wasessions_server.store import SqliteStore
 
 
 async def _load(
@@ -56,10 +57,10 @@ async def _load(
     await journal.flush()
     # NOTE: proof that every counted change is in SQLite: the journal's durable head moved by
     # exactly as many entries, and the store's last sequence number agrees.
-    _, stored_head = await journal.run_blocking(journal.store.bounds)
-    synchronous = await journal.run_blocking(
-        lambda: journal.store._db.execute("PRAGMA synchronous").fetchone()[0]
-    )
+    _, stored_head = await journal.bounds()
+    store = server.store
+    assert isinstance(store, SqliteStore)
+    synchronous = store.synchronous
     return {
         "committed": committed,
         "seconds": elapsed,

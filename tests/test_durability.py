@@ -18,7 +18,7 @@ from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 from wasessions.v1 import simulator_service_pb2 as sim
 from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
-from wasessions_server.store import CredentialVault
+from wasessions_server.store import FileCredentialVault
 
 from tests.conftest import ServerFactory
 from tests.helpers import FAST, Running, S, spawn_server, stop_server, write_config
@@ -236,7 +236,7 @@ async def test_data_directory_is_private(srv: Running) -> None:
 
 
 def test_credential_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    vault = CredentialVault(tmp_path / "v")
+    vault = FileCredentialVault(tmp_path / "v")
     vault.write("creds.json", b"old")
 
     def crash(*_: object) -> None:

@@ -7,6 +7,7 @@ the credential vault's writes fail the way a full disk makes them fail."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -21,10 +22,12 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import simulator_service_pb2 as sim
 from wasessions_server.errors import StorageError
-from wasessions_server.store.credentials import CredentialVault
+from wasessions_server.store import SqliteStore
+from wasessions_server.store.credentials import FileCredentialVault
 
 from tests.helpers import Running, S, error_info, start_server, stop_server
 
@@ -62,23 +65,24 @@ class SmallDisk:
             assert raised.value.errno == errno.ENOSPC
             return
         self._full = True
-        store = running.server.manager.journal.store  # type: ignore[union-attr]
+        store = running.server.store
+        assert isinstance(store, SqliteStore)
         real_write = store.write_batch
 
-        def write_batch(entries: Any) -> None:
+        async def write_batch(entries: Any) -> None:
             if self._full:
                 raise StorageError(f"cannot write to {store.path}: database or disk is full")
-            real_write(entries)
+            await real_write(entries)
 
         self._monkeypatch.setattr(store, "write_batch", write_batch)
-        real_vault_write = CredentialVault.write
+        real_vault_write = FileCredentialVault.write
 
-        def vault_write(vault: CredentialVault, name: str, data: bytes) -> None:
+        def vault_write(vault: FileCredentialVault, name: str, data: bytes) -> None:
             if self._full:
                 raise OSError(errno.ENOSPC, "No space left on device")
             real_vault_write(vault, name, data)
 
-        self._monkeypatch.setattr(CredentialVault, "write", vault_write)
+        self._monkeypatch.setattr(FileCredentialVault, "write", vault_write)
 
     def free(self) -> None:
         if self.mounted:
@@ -114,6 +118,27 @@ def small_disk(
 
 
 CONFIG = {"qr": {"first_timeout_s": 60.0, "timeout_s": 20.0, "max_codes": 3}}
+
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def _session_service_health(
+    running: Running, service: str = "wasessions.v1.SessionService"
+) -> int:
+    health = health_pb2_grpc.HealthStub(running.channel)
+    reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+    return int(reply.status)
+
+
+async def _wait_health(running: Running, status: int, timeout: float = 10.0) -> None:
+    health = health_pb2_grpc.HealthStub(running.channel)
+    request = health_pb2.HealthCheckRequest(service="wasessions.v1.SessionService")
+    async with asyncio.timeout(timeout):
+        async for reply in health.Watch(request):
+            if reply.status == status:
+                return
 
 
 async def _refused_write(call: Any) -> tuple[grpc.StatusCode, str]:
@@ -157,7 +182,11 @@ async def test_disk_full_refuses_writes_damages_nothing_and_recovers(
                 running.sim.ScanQrCode(sim.ScanQrCodeRequest(name="sessions/waiting"))
             )
             assert refused == (grpc.StatusCode.UNAVAILABLE, "STORAGE_UNAVAILABLE")
+            # While the store cannot be written, SessionService says so.
+            assert await _session_service_health(running) == NOT_SERVING
+            assert await _session_service_health(running, service="") == SERVING
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert any("NOT_SERVING" in e for e in errors), errors
         for method in ("CreateSession", "UpdateSession", "ScanQrCode"):
             lines = [e for e in errors if e.startswith(f"{method}: storage failed")]
             assert lines, caplog.text
@@ -174,7 +203,9 @@ async def test_disk_full_refuses_writes_damages_nothing_and_recovers(
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
         small_disk.free()
-        # Space is back: the same writes now succeed.
+        # Space is back: health says so by itself, before anything else is written.
+        await _wait_health(running, SERVING)
+        # And the same writes now succeed.
         assert (await running.create("after", skip_start=True)).state == S.STOPPED
         updated = await running.sessions.UpdateSession(
             svc.UpdateSessionRequest(

@@ -105,7 +105,7 @@ from wasessions_server.engines.whatsmeow_events import SUBSCRIBED  # noqa: E402
 from wasessions_server.errors import ServiceError  # noqa: E402
 from wasessions_server.main import LIBRARY_EXIT_TIMEOUT_S  # noqa: E402
 from wasessions_server.policy import QR_WINDOW_OVER_MESSAGE, QrSchedule  # noqa: E402
-from wasessions_server.store import CredentialVault  # noqa: E402
+from wasessions_server.store import FileCredentialVault  # noqa: E402
 
 from tests.conftest import ServerFactory  # noqa: E402
 from tests.helpers import (  # noqa: E402
@@ -484,7 +484,7 @@ class FakeClient:
 
 async def _connection(tmp_path: Path, qr: QrSchedule | None = None) -> WhatsmeowConnection:
     engine = WhatsmeowEngine(tmp_path / "engine", qr or QrSchedule(0.2, 0.1, 3))
-    target = ConnectTarget("u1", CredentialVault(tmp_path / "creds" / "u1"))
+    target = ConnectTarget("u1", FileCredentialVault(tmp_path / "creds" / "u1"))
     connection = WhatsmeowConnection(engine, target)
     connection._client = FakeClient()
     return connection

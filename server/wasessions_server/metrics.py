@@ -86,9 +86,12 @@ class ServerMetrics:
             registry=r,
         )
         self.storage_errors = Counter(
-            "wasessions_storage_errors", "Writes refused because the store failed.", registry=r
+            "wasessions_storage_errors",
+            "Journal commits the store refused (disk full, I/O error).",
+            registry=r,
         )
         self._connects_counted = 0
+        self._storage_errors_counted = 0
         self._rpc_counters: dict[tuple[str, str], Counter] = {}
         self._rpc_timers: dict[str, Histogram] = {}
         self._manager: SessionManager | None = None
@@ -191,12 +194,14 @@ class ServerMetrics:
         for (state_name, engine), count in counts.items():
             self.sessions.labels(state_name, engine).set(count)
         journal = manager.journal
+        self.storage_errors.inc(journal.write_failures - self._storage_errors_counted)
+        self._storage_errors_counted = journal.write_failures
         self.watch_streams.set(journal.subscriber_count)
         self.journal_head.set(journal.head)
         self.journal_lag.set(journal.pending_count)
         self.watch_backlog.set(journal.max_subscriber_backlog)
         with contextlib.suppress(Exception):
-            first, last = await journal.run_blocking(journal.store.bounds)
+            first, last = await journal.bounds()
             self.journal_entries.set(max(0, last - first + 1))
 
     async def exposition(self) -> bytes:

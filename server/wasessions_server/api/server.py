@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -26,12 +27,15 @@ from wasessions_server.logfmt import StateChangeLog
 from wasessions_server.manager import SessionManager
 from wasessions_server.metrics import MetricsHttpServer, ServerMetrics
 from wasessions_server.security import Role, SecuritySettings
-from wasessions_server.store import CredentialStore, DataDirLock, SqliteStore
+from wasessions_server.store import DataDirLock, SessionStore, open_embedded
 
 log = logging.getLogger(__name__)
 
 SESSION_SERVICE = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
 SIMULATOR_SERVICE = simulator_service_pb2.DESCRIPTOR.services_by_name["SimulatorService"].full_name
+
+
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class BindError(Exception):
@@ -52,7 +56,10 @@ class WaSessionsServer:
         self._server: grpc.aio.Server | None = None
         self._lock: DataDirLock | None = None
         self._journal: EventJournal | None = None
+        #: The registry and journal store (for tests and benchmarks that inspect it).
+        self.store: SessionStore | None = None
         self._stopped = False
+        self._health_updates: set[asyncio.Task[None]] = set()
 
     @property
     def target(self) -> str:
@@ -75,19 +82,19 @@ class WaSessionsServer:
 
     async def _start_locked(self, data_dir: Path) -> None:
         config = self.config
-        self._journal = EventJournal(
-            SqliteStore(data_dir / "wasessions.db"),
+        self.store, credential_store = open_embedded(data_dir)
+        self._journal = await EventJournal.open(
+            self.store,
             retention_events=config.journal.retention_events,
             subscriber_queue_size=config.journal.subscriber_queue_size,
         )
+        self._journal.add_writable_listener(self._on_store_writable)
         engines: dict[str, Engine] = {
             name: build_engine(name, data_dir / "engines" / name, config.manager.qr)
             for name in config.engines
         }
         sim = engines.get("sim")
-        self.manager = SessionManager(
-            self._journal, CredentialStore(data_dir / "credentials"), engines, config.manager
-        )
+        self.manager = SessionManager(self._journal, credential_store, engines, config.manager)
         await self.manager.start()
         # NOTE: no await between start() and these: each seeds from the sessions as loaded
         # and then follows the journal, so no change can fall in between.
@@ -136,8 +143,11 @@ class WaSessionsServer:
             raise BindError(f"cannot listen on {config.listen}")
         self._server = server
         await server.start()
-        for name in ("", SESSION_SERVICE):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        writable = self._journal.writable
+        await self.health.set(
+            SESSION_SERVICE, health_pb2.HealthCheckResponse.SERVING if writable else _NOT_SERVING
+        )
         if security.metrics_listen is not None:
             self._metrics_http = MetricsHttpServer(self.metrics, security.metrics_listen)
             try:
@@ -150,6 +160,21 @@ class WaSessionsServer:
             log.info("metrics at http://%s:%d/metrics", self._metrics_http.host, self.metrics_port)
         _log_security(security)
         log.info("wa-sessions listening on %s (data dir %s)", self.target, data_dir)
+
+    def _on_store_writable(self, writable: bool) -> None:
+        """SessionService is NOT_SERVING while the store cannot be written: what it would
+        serve may be a state it knows is false (a change it could not make durable)."""
+        if self._stopped or self._server is None:
+            return
+        if not writable:
+            log.error(
+                "the store cannot be written: %s is NOT_SERVING until a commit succeeds",
+                SESSION_SERVICE,
+            )
+        status = health_pb2.HealthCheckResponse.SERVING if writable else _NOT_SERVING
+        task = asyncio.get_running_loop().create_task(self.health.set(SESSION_SERVICE, status))
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
 
     async def wait_for_termination(self) -> None:
         assert self._server is not None

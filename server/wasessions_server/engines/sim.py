@@ -34,7 +34,7 @@ from wasessions_server.model import Account
 from wasessions_server.policy import QR_WINDOW_OVER_MESSAGE, QrSchedule
 from wasessions_server.policy import codes as wa
 from wasessions_server.rates import ConnectMeter
-from wasessions_server.store import CredentialVault
+from wasessions_server.store import CredentialVault, FileCredentialVault
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class SimWorld:
         self.reachable = True
         self.connects = ConnectMeter()  # every connection attempt that reached "WhatsApp"
         self._path = state_dir / "world.json"
-        self._vault = CredentialVault(state_dir)
+        self._vault = FileCredentialVault(state_dir)
         state = json.loads(self._vault.read("world.json") or b"{}")
         self._secret: str = state.get("secret") or secrets.token_hex(32)
         self._revoked: set[str] = set(state.get("revoked", []))

@@ -7,18 +7,17 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 from wasessions_server.errors import StorageError, shutting_down
 from wasessions_server.model import Cause, JournalEntry, SessionRecord
-from wasessions_server.store import SqliteStore
+from wasessions_server.store import SessionStore
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[JournalEntry], None]
-T = TypeVar("T")
+WritableListener = Callable[[bool], None]
 _PUBLISH_SLICE = 8
+_PROBE_FIRST_S, _PROBE_MAX_S = 0.2, 2.0
 _WAKE = JournalEntry(-1, "", Cause.CREATED, None, 0.0)  # wakes a reader; never delivered
 
 
@@ -95,40 +94,65 @@ class EventJournal:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: SessionStore,
+        head: int,
         *,
         retention_events: int = 100_000,
         subscriber_queue_size: int = 10_000,
     ) -> None:
-        self.store = store
+        """Use `open`: `head` must be the store's last sequence number."""
+        self._store = store
         self.journal_id = store.journal_id
         self._retention = retention_events
         self._queue_size = subscriber_queue_size
-        # NOTE: one thread owns the SQLite connection; the event loop never touches the disk.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._pending: list[tuple[JournalEntry, asyncio.Future[JournalEntry]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
+        self._writable_listeners: list[WritableListener] = []
         self._subscriptions: set[Subscription] = set()
         self._since_prune = 0
-        _, head = store.bounds()
         self.head = head  # the last published (so durable) sequence number
         self._next_seq = head + 1
         self._closed = False
         self.draining = False
+        #: False from a failed commit until the next one succeeds (health reports it).
+        self.writable = True
+        #: Commits that failed (each a batch of changes), for metrics.
+        self.write_failures = 0
+        self._probe: asyncio.Task[None] | None = None
 
-    async def run_blocking(self, fn: Callable[..., T], *args: object) -> T:
-        """Runs a store call on the journal's own thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+    @classmethod
+    async def open(
+        cls,
+        store: SessionStore,
+        *,
+        retention_events: int = 100_000,
+        subscriber_queue_size: int = 10_000,
+    ) -> EventJournal:
+        """A journal that goes on numbering after what `store` holds."""
+        _, head = await store.bounds()
+        return cls(
+            store,
+            head,
+            retention_events=retention_events,
+            subscriber_queue_size=subscriber_queue_size,
+        )
 
     def add_listener(self, listener: Listener) -> None:
         """Called in sequence order, in the event loop, for every committed entry."""
         self._listeners.append(listener)
 
+    def add_writable_listener(self, listener: WritableListener) -> None:
+        """Called in the event loop whenever `writable` changes."""
+        self._writable_listeners.append(listener)
+
     async def load_sessions(self) -> list[SessionRecord]:
         """Every session record in the store (the registry's state at start)."""
-        return await self.run_blocking(self.store.load_sessions)
+        return await self._store.load_sessions()
+
+    async def bounds(self) -> tuple[int, int]:
+        """(first, last) sequence numbers the store still holds."""
+        return await self._store.bounds()
 
     async def append(
         self,
@@ -155,9 +179,11 @@ class EventJournal:
             batch, self._pending = self._pending, []
             entries = [entry for entry, _ in batch]
             try:
-                await self.run_blocking(self.store.write_batch, entries)
+                await self._store.write_batch(entries)
             except StorageError as error:
+                self.write_failures += 1
                 log.error("journal commit of %d changes failed: %s", len(entries), error)
+                self._set_writable(False)
                 # NOTE: nothing was written, so these sequence numbers are free again; later
                 # changes already queued are renumbered to keep the journal without gaps.
                 self._renumber_after_failure(len(entries))
@@ -165,6 +191,7 @@ class EventJournal:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            self._set_writable(True)
             for index, (entry, future) in enumerate(batch, 1):
                 self.head = entry.seq
                 self._publish(entry)
@@ -178,9 +205,38 @@ class EventJournal:
             if self._since_prune >= max(1000, self._retention // 10):
                 self._since_prune = 0
                 try:
-                    await self.run_blocking(self.store.prune, self._retention)
+                    await self._store.prune(self._retention)
                 except StorageError as error:
                     log.warning("journal prune failed: %s", error)
+
+    def _set_writable(self, writable: bool) -> None:
+        if writable is self.writable:
+            return
+        self.writable = writable
+        if writable:
+            log.info("the store is writable again")
+        elif not self._closed:
+            # NOTE: a refused write leaves nothing pending (the caller got the error), so
+            # without a probe, health would stay NOT_SERVING until someone wrote again.
+            self._probe = asyncio.create_task(self._probe_until_writable(), name="store-probe")
+        for listener in self._writable_listeners:
+            try:
+                listener(writable)
+            except Exception:
+                log.exception("journal writability listener failed")
+
+    async def _probe_until_writable(self) -> None:
+        delay = _PROBE_FIRST_S
+        while not self.writable and not self._closed:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _PROBE_MAX_S)
+            if self.writable or self._closed:
+                return
+            try:
+                await self._store.probe_writable()
+            except StorageError:
+                continue
+            self._set_writable(True)
 
     def _renumber_after_failure(self, failed: int) -> None:
         renumbered = []
@@ -232,7 +288,7 @@ class EventJournal:
         return max((s.backlog for s in self._subscriptions), default=0)
 
     async def read_after(self, after: int, upto: int, limit: int) -> list[JournalEntry] | None:
-        return await self.run_blocking(self.store.read_after, after, upto, limit)
+        return await self._store.read_after(after, upto, limit)
 
     async def flush(self) -> None:
         """Waits until every change appended so far is committed (or failed)."""
@@ -242,5 +298,7 @@ class EventJournal:
     async def close(self) -> None:
         await self.flush()
         self._closed = True
-        await self.run_blocking(self.store.close)
-        self._executor.shutdown(wait=True)
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.wait({self._probe})
+        await self._store.close()

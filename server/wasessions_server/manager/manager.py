@@ -81,7 +81,7 @@ class SessionManager:
     async def start(self) -> None:
         """Loads the registry and restores the sessions that were running."""
         await asyncio.to_thread(self.credentials.sweep)
-        records = await self.journal.run_blocking(self.journal.store.load_sessions)
+        records = await self.journal.load_sessions()
         for record in records:
             supervisor = self._new_supervisor(record)
             self._sessions[record.session_id] = supervisor

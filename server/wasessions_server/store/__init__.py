@@ -1,7 +1,29 @@
-"""Store layer: the session registry and event journal (SQLite), and the credential files."""
+"""Store layer: the store protocols and their embedded implementations (SQLite for the registry
+and journal, private folders for credentials), and the data-directory lock."""
 
-from wasessions_server.store.credentials import CredentialStore, CredentialVault
+from pathlib import Path
+
+from wasessions_server.store.credentials import FileCredentialStore, FileCredentialVault
 from wasessions_server.store.lock import DataDirLock, DataDirLocked
+from wasessions_server.store.memory import MemoryStore
+from wasessions_server.store.protocols import CredentialStore, CredentialVault, SessionStore
 from wasessions_server.store.sqlite import SqliteStore
 
-__all__ = ["CredentialStore", "CredentialVault", "DataDirLock", "DataDirLocked", "SqliteStore"]
+
+def open_embedded(data_dir: Path) -> tuple[SessionStore, CredentialStore]:
+    """The stores of one data directory: its SQLite database and its credential folders."""
+    return SqliteStore(data_dir / "wasessions.db"), FileCredentialStore(data_dir / "credentials")
+
+
+__all__ = [
+    "CredentialStore",
+    "CredentialVault",
+    "DataDirLock",
+    "DataDirLocked",
+    "FileCredentialStore",
+    "FileCredentialVault",
+    "MemoryStore",
+    "SessionStore",
+    "SqliteStore",
+    "open_embedded",
+]

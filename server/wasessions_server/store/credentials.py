@@ -1,4 +1,5 @@
-"""Per-session credential folders: private, and written so a crash never leaves a torn file."""
+"""Credentials as files: one private folder per session, written so a crash never leaves a torn
+file (the embedded `CredentialStore`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ _TMP_SUFFIX = ".tmp"
 _TRASH_PREFIX = ".trash-"
 
 
-class CredentialVault:
+class FileCredentialVault:
     """One session's credential folder (0700, files 0600)."""
 
     def __init__(self, path: Path) -> None:
@@ -62,7 +63,7 @@ class CredentialVault:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-class CredentialStore:
+class FileCredentialStore:
     """All credential folders, one per session, under `root`."""
 
     def __init__(self, root: Path) -> None:
@@ -70,8 +71,8 @@ class CredentialStore:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(root, 0o700)
 
-    def vault(self, session_id: str) -> CredentialVault:
-        return CredentialVault(self.root / session_id)
+    def vault(self, session_id: str) -> FileCredentialVault:
+        return FileCredentialVault(self.root / session_id)
 
     def sweep(self) -> None:
         """Finishes what a crash interrupted: half-done wipes and abandoned temp files."""
