@@ -97,6 +97,8 @@ from wasessions_server.engines.base import (  # noqa: E402
 )
 from wasessions_server.engines.whatsmeow import (  # noqa: E402
     STORE_FILE,
+    Library,
+    Phase,
     WhatsmeowConnection,
     WhatsmeowEngine,
     store_has_device,
@@ -237,14 +239,21 @@ def _store_a_device(store: Path) -> None:
 async def test_a_linked_session_keeps_its_device_and_is_restored(tmp_path: Path) -> None:
     """With a stored device the library takes its logged-in path: no network is a 408 like any
     other, the device stays (has_credentials says so throughout), and after a restart the
-    session reconnects by itself instead of waiting for a QR scan."""
+    session reconnects by itself instead of waiting for a QR scan.
+
+    NOTE: the device is stored while the server is down: the engine reads a store at a connect,
+    a pairing and a close, not behind its own back."""
     data = tmp_path / "data"
     srv = await start_server(data, _config())
     try:
         await srv.create("d1")
         await srv.wait_state("d1", S.FAILED, timeout=30)
         store = srv.creds_dir("d1") / STORE_FILE
-        _store_a_device(store)
+    finally:
+        await stop_server(srv)
+    _store_a_device(store)
+    srv = await start_server(data, _config())
+    try:
         start = svc.StartSessionRequest(name="sessions/d1")
         sessions = await _follow(srv, "d1", S.FAILED, 30, lambda: srv.sessions.StartSession(start))
         _assert_retried_then_failed(sessions, "web.whatsapp.com")
@@ -501,7 +510,7 @@ async def _next(events: AsyncIterator[Any]) -> Any:
 
 async def _open(connection: WhatsmeowConnection) -> AsyncIterator[Any]:
     me = Device(JID=JID(User="15550001234", Server="s.whatsapp.net"), PushName="Ann")
-    connection._event_loop_running = True
+    connection.library.event_loop_started()
     connection._on_event_loop_started(me)
     connection._on_library_event(ConnectedEv(status=True))
     events = connection.events()
@@ -604,7 +613,7 @@ async def test_library_callbacks_reach_the_connection(tmp_path: Path) -> None:
     events = connection.events()
     assert await _next(events) == Closed(428, "Connection Terminated by Server")
     assert connection._me is not None and connection._me.push_name == "Ann"
-    assert connection._established.is_set() and connection._event_loop_running
+    assert connection._established.is_set() and connection.library.now is Library.EVENT_LOOP
 
 
 async def test_a_scan_stops_the_qr_window_then_pairing_and_connected_follow(tmp_path: Path) -> None:
@@ -622,4 +631,4 @@ async def test_a_scan_stops_the_qr_window_then_pairing_and_connected_follow(tmp_
     connection._on_library_event(ConnectedEv(status=True))
     opened = await _next(events)
     assert isinstance(opened, Opened) and opened.account.phone_number == "+15550001234"
-    assert connection._restart_timer is None and connection.phase == "open"
+    assert connection._restart_timer is None and connection.phase is Phase.OPEN

@@ -25,11 +25,11 @@ from neonize.events import (
     TemporaryBanEv,
 )
 from neonize.proto.Neonize_pb2 import JID, ConnectFailureReason, PairStatus, TemporaryBan
+from wasessions_server.engines.base import Closed
 from wasessions_server.engines.whatsmeow_events import (
     KEEPALIVE_GIVE_UP_S,
     SUBSCRIBED,
     Alive,
-    Close,
     Connected,
     Noted,
     Paired,
@@ -83,7 +83,7 @@ CLOSES: list[tuple[str, Message, int, str]] = [
 )
 def test_library_events_close_with_whatsapp_codes(event: Message, code: int, text: str) -> None:
     mapped = map_event(event, NOW)
-    assert isinstance(mapped, Close)
+    assert isinstance(mapped, Closed)
     assert mapped.code == code
     assert text.lower() in mapped.message.lower()
 
@@ -91,13 +91,13 @@ def test_library_events_close_with_whatsapp_codes(event: Message, code: int, tex
 def test_temporary_ban_carries_its_expiry() -> None:
     ban = TemporaryBanEv(Code=TemporaryBan.BLOCKED_BY_USERS, Expire=3600)
     mapped = map_event(ban, NOW)
-    assert mapped == Close(
+    assert mapped == Closed(
         402,
         "Connection Failure (temporarily banned: blocked_by_users; lifted in 3600 s, "
         "at 2027-01-15T09:00:00Z)",
     )
     unknown = map_event(TemporaryBanEv(Code=TemporaryBan.BROADCAST_LIST, Expire=0), NOW)
-    assert isinstance(unknown, Close) and "expiry unknown" in unknown.message
+    assert isinstance(unknown, Closed) and "expiry unknown" in unknown.message
 
 
 def test_login_events() -> None:
@@ -147,7 +147,7 @@ def test_every_mapped_code_has_the_designed_policy() -> None:
     }
     for _, event, code, _ in CLOSES:
         close = map_event(event, NOW)
-        assert isinstance(close, Close)
+        assert isinstance(close, Closed)
         rule = policy.rule_for(close.code, close.message)
         if code in expected:
             assert (rule.action, rule.required_action) == expected[code], code

@@ -68,7 +68,6 @@ class SimWorld:
         self.qr = qr
         self.reachable = True
         self.connects = ConnectMeter()  # every connection attempt that reached "WhatsApp"
-        self._path = state_dir / "world.json"
         self._vault = CredentialVault(state_dir)
         state = json.loads(self._vault.read("world.json") or b"{}")
         self._secret: str = state.get("secret") or secrets.token_hex(32)
