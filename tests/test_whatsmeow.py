@@ -632,3 +632,75 @@ async def test_a_scan_stops_the_qr_window_then_pairing_and_connected_follow(tmp_
     opened = await _next(events)
     assert isinstance(opened, Opened) and opened.account.phone_number == "+15550001234"
     assert connection._restart_timer is None and connection.phase is Phase.OPEN
+
+
+async def test_the_library_client_is_released_only_as_far_as_is_safe(tmp_path: Path) -> None:
+    library = (await _connection(tmp_path)).library
+    assert library.take_release() is None
+    assert library.qr_channel_opened()
+    assert library.take_release() is Library.DISCONNECTED and library.take_release() is None
+    assert not library.qr_channel_opened()
+    assert library.event_loop_started()
+    assert library.take_release() is Library.STOPPED and library.take_release() is None
+    assert library.running_again() and library.take_release() is Library.STOPPED
+    library.returned()
+    assert not library.event_loop_started() and not library.running_again()
+    assert library.take_release() is None and library.now is Library.RETURNED
+
+
+async def test_a_release_asked_for_while_one_runs_is_carried_out(tmp_path: Path) -> None:
+    """The QR phase is ended with Disconnect; the library's event loop starts meanwhile: Stop
+    follows once the Disconnect returns."""
+
+    class SlowDisconnect(FakeClient):
+        def __init__(self) -> None:
+            super().__init__()
+            self.called, self.go_on = threading.Event(), threading.Event()
+
+        def disconnect(self) -> None:
+            super().disconnect()
+            self.called.set()
+            self.go_on.wait(5)
+
+    connection = await _connection(tmp_path)
+    client = connection._client = SlowDisconnect()
+    connection._on_qr_code("2@only")
+    connection._end(None)
+    assert await asyncio.to_thread(client.called.wait, 5)
+    connection.library.event_loop_started()
+    connection._on_event_loop_started(Device(JID=JID(User="15550001234"), PushName=""))
+    client.go_on.set()
+    await _released(connection)
+    assert client.calls == ["disconnect", "stop"]
+
+
+def _phase(connection: WhatsmeowConnection) -> Phase:
+    """NOTE: a call, so mypy does not carry an earlier `is` check over to the next one."""
+    return connection.phase
+
+
+async def test_a_connection_phase_only_moves_forward(tmp_path: Path) -> None:
+    connection = await _connection(tmp_path, QrSchedule(5, 5, 2))
+    events = connection.events()
+    connection._on_qr_code("2@only")
+    assert isinstance(await _next(events), Qr)
+    connection._on_login_status("success")
+    assert _phase(connection) is Phase.SCANNED
+    with pytest.raises(ServiceError):
+        await connection.request_pairing_code("+15550001234")
+    connection._on_qr_code("2@late")
+    assert _phase(connection) is Phase.SCANNED
+    jid = JID(User="15550001234", Server="s.whatsapp.net", Device=3)
+    connection.library.event_loop_started()
+    connection._on_event_loop_started(Device(JID=jid, PushName="Ann"))
+    success = PairStatusEv(ID=jid, Status=PairStatus.SUCCESS)
+    connection._on_library_event(success)
+    assert isinstance(await _next(events), PairSuccess) and _phase(connection) is Phase.PAIRED
+    connection._on_library_event(ConnectedEv(status=True))
+    connection._on_library_event(ConnectedEv(status=True))
+    connection._on_library_event(success)
+    assert isinstance(await _next(events), Opened) and isinstance(await _next(events), Activity)
+    assert connection._events.empty() and _phase(connection) is Phase.OPEN
+    await connection.close()
+    assert _phase(connection) is Phase.CLOSED
+    assert not any(connection._advance(phase) for phase in Phase)

@@ -34,6 +34,7 @@ from wasessions_server.engines.whatsmeow_events import (
     Noted,
     Paired,
     QrCodes,
+    deletes_store,
     map_event,
     map_login_status,
 )
@@ -86,6 +87,26 @@ def test_library_events_close_with_whatsapp_codes(event: Message, code: int, tex
     assert isinstance(mapped, Closed)
     assert mapped.code == code
     assert text.lower() in mapped.message.lower()
+
+
+def test_a_close_is_the_engine_event_itself() -> None:
+    """One type for a close: what the table maps to is what the connection hands on."""
+    for _, event, _, _ in CLOSES:
+        assert type(map_event(event, NOW)) is Closed
+    assert type(map_login_status("timeout")) is Closed
+
+
+def test_only_a_logout_deletes_the_store() -> None:
+    """whatsmeow deletes its device with LoggedOut (401 device_removed; 401, 403, 406 on
+    connect), never on the other closes."""
+    deleting = {name for name, event, _, _ in CLOSES if deletes_store(event)}
+    assert deleting == {
+        "device removed",
+        "logged out on connect",
+        "main device gone",
+        "unknown logout",
+    }
+    assert not deletes_store(TemporaryBanEv(Code=TemporaryBan.BLOCKED_BY_USERS, Expire=60))
 
 
 def test_temporary_ban_carries_its_expiry() -> None:
