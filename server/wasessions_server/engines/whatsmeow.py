@@ -103,7 +103,7 @@ OFFLINE_LOGOUT_TIMEOUT_S = 8.0
 STORE_DELETE_WAIT_S = 2.0
 _STORE_DELETE_POLL_S = 0.05
 #: Threads that read the stores: apart from the library calls, which can wait long at the gate.
-STORE_READERS = 4
+STORE_READERS = 8
 
 _SEQUENCE = itertools.count(1)
 _LEVELS = {
@@ -424,7 +424,7 @@ class WhatsmeowConnection:
         raises with the library's error text if the connect fails."""
         path = await self.engine.run(_prepare_store, self.target.vault)
         # NOTE: a store made anew (after a wipe) must not answer from what the old one held.
-        await self.engine.refresh_credentials(self.target.vault)
+        await self._refresh_credentials()
         client = self._make_client(path)
         proxy = ProxySettings(proxy_address=self.target.proxy) if self.target.proxy else None
         thread = threading.Thread(
@@ -563,7 +563,8 @@ class WhatsmeowConnection:
 
     def _on_library_event(self, message: Message) -> None:
         if self.phase is Phase.CLOSED:
-            # NOTE: the library reconnected by itself after the close: stop it again.
+            # NOTE: the library may have reconnected by itself after the close: stop it again
+            # (Stop of a client the Go side no longer holds does nothing).
             self.library.running_again()
             self._start_teardown()
             return
