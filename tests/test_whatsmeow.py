@@ -508,6 +508,17 @@ async def _next(events: AsyncIterator[Any]) -> Any:
     return await asyncio.wait_for(anext(events), 2.0)
 
 
+async def _showing_qr(
+    tmp_path: Path, qr: QrSchedule
+) -> tuple[WhatsmeowConnection, AsyncIterator[Any]]:
+    """A connection that showed its first QR code."""
+    connection = await _connection(tmp_path, qr)
+    events = connection.events()
+    connection._on_qr_code("2@only")
+    assert isinstance(await _next(events), Qr)
+    return connection, events
+
+
 async def _open(connection: WhatsmeowConnection) -> AsyncIterator[Any]:
     me = Device(JID=JID(User="15550001234", Server="s.whatsapp.net"), PushName="Ann")
     connection.library.event_loop_started()
@@ -577,10 +588,7 @@ async def _connection_pairing_outside_qr(tmp_path: Path) -> str:
 
 
 async def test_the_qr_timeout_status_ends_the_window(tmp_path: Path) -> None:
-    connection = await _connection(tmp_path, QrSchedule(5, 5, 6))
-    events = connection.events()
-    connection._on_qr_code("2@only")
-    assert isinstance(await _next(events), Qr)
+    connection, events = await _showing_qr(tmp_path, QrSchedule(5, 5, 6))
     connection._on_login_status("timeout")
     assert await _next(events) == Closed(408, QR_WINDOW_OVER_MESSAGE)
 
@@ -618,10 +626,7 @@ async def test_library_callbacks_reach_the_connection(tmp_path: Path) -> None:
 
 
 async def test_a_scan_stops_the_qr_window_then_pairing_and_connected_follow(tmp_path: Path) -> None:
-    connection = await _connection(tmp_path, QrSchedule(0.2, 0.1, 2))
-    events = connection.events()
-    connection._on_qr_code("2@only")
-    assert isinstance(await _next(events), Qr)
+    connection, events = await _showing_qr(tmp_path, QrSchedule(0.2, 0.1, 2))
     connection._on_login_status("success")
     await asyncio.sleep(0.5)  # longer than the whole window: it must not close now
     jid = JID(User="15550001234", Server="s.whatsapp.net", Device=3)
@@ -681,10 +686,7 @@ def _phase(connection: WhatsmeowConnection) -> Phase:
 
 
 async def test_a_connection_phase_only_moves_forward(tmp_path: Path) -> None:
-    connection = await _connection(tmp_path, QrSchedule(5, 5, 2))
-    events = connection.events()
-    connection._on_qr_code("2@only")
-    assert isinstance(await _next(events), Qr)
+    connection, events = await _showing_qr(tmp_path, QrSchedule(5, 5, 2))
     connection._on_login_status("success")
     assert _phase(connection) is Phase.SCANNED
     with pytest.raises(ServiceError):

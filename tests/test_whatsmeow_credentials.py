@@ -4,7 +4,13 @@ a connect, a pairing and a close, and by `refresh_credentials`."""
 from __future__ import annotations
 
 # isort: off
-from tests.test_whatsmeow import FakeClient, _connection, _next, _open  # (strips proxy variables)
+from tests.test_whatsmeow import (
+    FakeClient,
+    _connection,
+    _next,
+    _open,
+    _showing_qr,
+)  # (strips proxy variables)
 
 # isort: on
 import asyncio
@@ -19,7 +25,7 @@ import pytest
 from neonize.events import DisconnectedEv, LoggedOutEv, PairStatusEv
 from neonize.proto.Neonize_pb2 import JID, ConnectFailureReason, Device, PairStatus
 from wasessions_server.engines import whatsmeow
-from wasessions_server.engines.base import Closed, PairSuccess, Qr
+from wasessions_server.engines.base import Closed, PairSuccess
 from wasessions_server.engines.whatsmeow import STORE_FILE, WhatsmeowEngine
 from wasessions_server.policy import QrSchedule
 from wasessions_server.store import CredentialVault
@@ -64,16 +70,17 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> StoreReads:
     return StoreReads(monkeypatch)
 
 
-def _engine(tmp_path: Path) -> WhatsmeowEngine:
-    return WhatsmeowEngine(tmp_path / "engine", QrSchedule(0.2, 0.1, 3))
+def _engine_and_device(tmp_path: Path) -> tuple[WhatsmeowEngine, CredentialVault]:
+    """An engine, and a vault whose store holds a device the engine has not read yet."""
+    vault = CredentialVault(tmp_path / "creds" / "s1")
+    _store_device(vault)
+    return WhatsmeowEngine(tmp_path / "engine", QrSchedule(0.2, 0.1, 3)), vault
 
 
 async def test_has_credentials_never_opens_the_store_on_the_loop(
     tmp_path: Path, reads: StoreReads
 ) -> None:
-    engine = _engine(tmp_path)
-    vault = CredentialVault(tmp_path / "creds" / "a")
-    _store_device(vault)
+    engine, vault = _engine_and_device(tmp_path)
     assert await engine.refresh_credentials(vault)
     assert len(reads.threads) == 1 and reads.on_the_loop == 0
     assert all(engine.has_credentials(vault) for _ in range(1000))
@@ -91,9 +98,7 @@ async def test_has_credentials_never_opens_the_store_on_the_loop(
 
 async def test_a_vault_never_read_is_read_once(tmp_path: Path, reads: StoreReads) -> None:
     """Only where nobody refreshed first (the sessions layer does, at load)."""
-    engine = _engine(tmp_path)
-    vault = CredentialVault(tmp_path / "creds" / "b")
-    _store_device(vault)
+    engine, vault = _engine_and_device(tmp_path)
     assert engine.has_credentials(vault) and engine.has_credentials(vault)
     assert len(reads.threads) == 1
     await engine.aclose()
@@ -102,9 +107,7 @@ async def test_a_vault_never_read_is_read_once(tmp_path: Path, reads: StoreReads
 async def test_a_slow_read_does_not_overwrite_a_newer_one(
     tmp_path: Path, reads: StoreReads
 ) -> None:
-    engine = _engine(tmp_path)
-    vault = CredentialVault(tmp_path / "creds" / "c")
-    _store_device(vault)
+    engine, vault = _engine_and_device(tmp_path)
     started, go_on = threading.Event(), threading.Event()
 
     def first_read_hangs() -> None:
@@ -125,13 +128,10 @@ async def test_a_slow_read_does_not_overwrite_a_newer_one(
 
 async def _paired(tmp_path: Path) -> tuple[whatsmeow.WhatsmeowConnection, object]:
     """A connection that showed a QR code and paired; whatsmeow saved the device first."""
-    connection = await _connection(tmp_path, QrSchedule(5, 5, 2))
+    connection, events = await _showing_qr(tmp_path, QrSchedule(5, 5, 2))
     vault = connection.target.vault
     whatsmeow._prepare_store(vault)  # as a connect does, and reads it
     assert not await connection.engine.refresh_credentials(vault)
-    events = connection.events()
-    connection._on_qr_code("2@only")
-    assert isinstance(await _next(events), Qr)
     connection._on_login_status("success")
     assert not connection.engine.has_credentials(vault)
     _store_device(vault)
