@@ -97,6 +97,8 @@ from wasessions_server.engines.base import (  # noqa: E402
 )
 from wasessions_server.engines.whatsmeow import (  # noqa: E402
     STORE_FILE,
+    Library,
+    Phase,
     WhatsmeowConnection,
     WhatsmeowEngine,
     store_has_device,
@@ -237,14 +239,21 @@ def _store_a_device(store: Path) -> None:
 async def test_a_linked_session_keeps_its_device_and_is_restored(tmp_path: Path) -> None:
     """With a stored device the library takes its logged-in path: no network is a 408 like any
     other, the device stays (has_credentials says so throughout), and after a restart the
-    session reconnects by itself instead of waiting for a QR scan."""
+    session reconnects by itself instead of waiting for a QR scan.
+
+    NOTE: the device is stored while the server is down: the engine reads a store at a connect,
+    a pairing and a close, not behind its own back."""
     data = tmp_path / "data"
     srv = await start_server(data, _config())
     try:
         await srv.create("d1")
         await srv.wait_state("d1", S.FAILED, timeout=30)
         store = srv.creds_dir("d1") / STORE_FILE
-        _store_a_device(store)
+    finally:
+        await stop_server(srv)
+    _store_a_device(store)
+    srv = await start_server(data, _config())
+    try:
         start = svc.StartSessionRequest(name="sessions/d1")
         sessions = await _follow(srv, "d1", S.FAILED, 30, lambda: srv.sessions.StartSession(start))
         _assert_retried_then_failed(sessions, "web.whatsapp.com")
@@ -499,9 +508,20 @@ async def _next(events: AsyncIterator[Any]) -> Any:
     return await asyncio.wait_for(anext(events), 2.0)
 
 
+async def _showing_qr(
+    tmp_path: Path, qr: QrSchedule
+) -> tuple[WhatsmeowConnection, AsyncIterator[Any]]:
+    """A connection that showed its first QR code."""
+    connection = await _connection(tmp_path, qr)
+    events = connection.events()
+    connection._on_qr_code("2@only")
+    assert isinstance(await _next(events), Qr)
+    return connection, events
+
+
 async def _open(connection: WhatsmeowConnection) -> AsyncIterator[Any]:
     me = Device(JID=JID(User="15550001234", Server="s.whatsapp.net"), PushName="Ann")
-    connection._event_loop_running = True
+    connection.library.event_loop_started()
     connection._on_event_loop_started(me)
     connection._on_library_event(ConnectedEv(status=True))
     events = connection.events()
@@ -568,10 +588,7 @@ async def _connection_pairing_outside_qr(tmp_path: Path) -> str:
 
 
 async def test_the_qr_timeout_status_ends_the_window(tmp_path: Path) -> None:
-    connection = await _connection(tmp_path, QrSchedule(5, 5, 6))
-    events = connection.events()
-    connection._on_qr_code("2@only")
-    assert isinstance(await _next(events), Qr)
+    connection, events = await _showing_qr(tmp_path, QrSchedule(5, 5, 6))
     connection._on_login_status("timeout")
     assert await _next(events) == Closed(408, QR_WINDOW_OVER_MESSAGE)
 
@@ -604,14 +621,12 @@ async def test_library_callbacks_reach_the_connection(tmp_path: Path) -> None:
     events = connection.events()
     assert await _next(events) == Closed(428, "Connection Terminated by Server")
     assert connection._me is not None and connection._me.push_name == "Ann"
-    assert connection._established.is_set() and connection._event_loop_running
+    # The event loop had started, so the close stopped the client.
+    assert connection._established.is_set() and connection.library.now is Library.STOPPED
 
 
 async def test_a_scan_stops_the_qr_window_then_pairing_and_connected_follow(tmp_path: Path) -> None:
-    connection = await _connection(tmp_path, QrSchedule(0.2, 0.1, 2))
-    events = connection.events()
-    connection._on_qr_code("2@only")
-    assert isinstance(await _next(events), Qr)
+    connection, events = await _showing_qr(tmp_path, QrSchedule(0.2, 0.1, 2))
     connection._on_login_status("success")
     await asyncio.sleep(0.5)  # longer than the whole window: it must not close now
     jid = JID(User="15550001234", Server="s.whatsapp.net", Device=3)
@@ -622,4 +637,73 @@ async def test_a_scan_stops_the_qr_window_then_pairing_and_connected_follow(tmp_
     connection._on_library_event(ConnectedEv(status=True))
     opened = await _next(events)
     assert isinstance(opened, Opened) and opened.account.phone_number == "+15550001234"
-    assert connection._restart_timer is None and connection.phase == "open"
+    assert connection._restart_timer is None and connection.phase is Phase.OPEN
+
+
+async def test_the_library_client_is_released_only_as_far_as_is_safe(tmp_path: Path) -> None:
+    library = (await _connection(tmp_path)).library
+    assert library.take_release() is None
+    assert library.qr_channel_opened()
+    assert library.take_release() is Library.DISCONNECTED and library.take_release() is None
+    assert not library.qr_channel_opened()
+    assert library.event_loop_started()
+    assert library.take_release() is Library.STOPPED and library.take_release() is None
+    assert library.running_again() and library.take_release() is Library.STOPPED
+    library.returned()
+    assert not library.event_loop_started() and not library.running_again()
+    assert library.take_release() is None and library.now is Library.RETURNED
+
+
+async def test_a_release_asked_for_while_one_runs_is_carried_out(tmp_path: Path) -> None:
+    """The QR phase is ended with Disconnect; the library's event loop starts meanwhile: Stop
+    follows once the Disconnect returns."""
+
+    class SlowDisconnect(FakeClient):
+        def __init__(self) -> None:
+            super().__init__()
+            self.called, self.go_on = threading.Event(), threading.Event()
+
+        def disconnect(self) -> None:
+            super().disconnect()
+            self.called.set()
+            self.go_on.wait(5)
+
+    connection = await _connection(tmp_path)
+    client = connection._client = SlowDisconnect()
+    connection._on_qr_code("2@only")
+    connection._end(None)
+    assert await asyncio.to_thread(client.called.wait, 5)
+    connection.library.event_loop_started()
+    connection._on_event_loop_started(Device(JID=JID(User="15550001234"), PushName=""))
+    client.go_on.set()
+    await _released(connection)
+    assert client.calls == ["disconnect", "stop"]
+
+
+def _phase(connection: WhatsmeowConnection) -> Phase:
+    """NOTE: a call, so mypy does not carry an earlier `is` check over to the next one."""
+    return connection.phase
+
+
+async def test_a_connection_phase_only_moves_forward(tmp_path: Path) -> None:
+    connection, events = await _showing_qr(tmp_path, QrSchedule(5, 5, 2))
+    connection._on_login_status("success")
+    assert _phase(connection) is Phase.SCANNED
+    with pytest.raises(ServiceError):
+        await connection.request_pairing_code("+15550001234")
+    connection._on_qr_code("2@late")
+    assert _phase(connection) is Phase.SCANNED
+    jid = JID(User="15550001234", Server="s.whatsapp.net", Device=3)
+    connection.library.event_loop_started()
+    connection._on_event_loop_started(Device(JID=jid, PushName="Ann"))
+    success = PairStatusEv(ID=jid, Status=PairStatus.SUCCESS)
+    connection._on_library_event(success)
+    assert isinstance(await _next(events), PairSuccess) and _phase(connection) is Phase.PAIRED
+    connection._on_library_event(ConnectedEv(status=True))
+    connection._on_library_event(ConnectedEv(status=True))
+    connection._on_library_event(success)
+    assert isinstance(await _next(events), Opened) and isinstance(await _next(events), Activity)
+    assert connection._events.empty() and _phase(connection) is Phase.OPEN
+    await connection.close()
+    assert _phase(connection) is Phase.CLOSED
+    assert not any(connection._advance(phase) for phase in Phase)

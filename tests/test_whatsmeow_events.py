@@ -25,15 +25,16 @@ from neonize.events import (
     TemporaryBanEv,
 )
 from neonize.proto.Neonize_pb2 import JID, ConnectFailureReason, PairStatus, TemporaryBan
+from wasessions_server.engines.base import Closed
 from wasessions_server.engines.whatsmeow_events import (
     KEEPALIVE_GIVE_UP_S,
     SUBSCRIBED,
     Alive,
-    Close,
     Connected,
     Noted,
     Paired,
     QrCodes,
+    deletes_store,
     map_event,
     map_login_status,
 )
@@ -83,21 +84,41 @@ CLOSES: list[tuple[str, Message, int, str]] = [
 )
 def test_library_events_close_with_whatsapp_codes(event: Message, code: int, text: str) -> None:
     mapped = map_event(event, NOW)
-    assert isinstance(mapped, Close)
+    assert isinstance(mapped, Closed)
     assert mapped.code == code
     assert text.lower() in mapped.message.lower()
+
+
+def test_a_close_is_the_engine_event_itself() -> None:
+    """One type for a close: what the table maps to is what the connection hands on."""
+    for _, event, _, _ in CLOSES:
+        assert type(map_event(event, NOW)) is Closed
+    assert type(map_login_status("timeout")) is Closed
+
+
+def test_only_a_logout_deletes_the_store() -> None:
+    """whatsmeow deletes its device with LoggedOut (401 device_removed; 401, 403, 406 on
+    connect), never on the other closes."""
+    deleting = {name for name, event, _, _ in CLOSES if deletes_store(event)}
+    assert deleting == {
+        "device removed",
+        "logged out on connect",
+        "main device gone",
+        "unknown logout",
+    }
+    assert not deletes_store(TemporaryBanEv(Code=TemporaryBan.BLOCKED_BY_USERS, Expire=60))
 
 
 def test_temporary_ban_carries_its_expiry() -> None:
     ban = TemporaryBanEv(Code=TemporaryBan.BLOCKED_BY_USERS, Expire=3600)
     mapped = map_event(ban, NOW)
-    assert mapped == Close(
+    assert mapped == Closed(
         402,
         "Connection Failure (temporarily banned: blocked_by_users; lifted in 3600 s, "
         "at 2027-01-15T09:00:00Z)",
     )
     unknown = map_event(TemporaryBanEv(Code=TemporaryBan.BROADCAST_LIST, Expire=0), NOW)
-    assert isinstance(unknown, Close) and "expiry unknown" in unknown.message
+    assert isinstance(unknown, Closed) and "expiry unknown" in unknown.message
 
 
 def test_login_events() -> None:
@@ -147,7 +168,7 @@ def test_every_mapped_code_has_the_designed_policy() -> None:
     }
     for _, event, code, _ in CLOSES:
         close = map_event(event, NOW)
-        assert isinstance(close, Close)
+        assert isinstance(close, Closed)
         rule = policy.rule_for(close.code, close.message)
         if code in expected:
             assert (rule.action, rule.required_action) == expected[code], code

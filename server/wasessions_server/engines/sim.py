@@ -68,7 +68,6 @@ class SimWorld:
         self.qr = qr
         self.reachable = True
         self.connects = ConnectMeter()  # every connection attempt that reached "WhatsApp"
-        self._path = state_dir / "world.json"
         self._vault = FileCredentialVault(state_dir)
         state = json.loads(self._vault.read("world.json") or b"{}")
         self._secret: str = state.get("secret") or secrets.token_hex(32)
@@ -257,10 +256,13 @@ class SimEngine:
         return connection
 
     def has_credentials(self, vault: CredentialVault) -> bool:
+        """Whether the vault holds a credentials file: one stat, so there is nothing to cache."""
         return vault.exists(CREDS_FILE)
 
     async def refresh_credentials(self, vault: CredentialVault) -> bool:
-        return await asyncio.to_thread(self.has_credentials, vault)
+        # NOTE: the same stat as `has_credentials`, cheaper than a hop to a thread (the whole
+        # registry is refreshed at load).
+        return self.has_credentials(vault)
 
     async def logout_offline(self, vault: CredentialVault) -> None:
         raw = vault.read(CREDS_FILE)

@@ -21,6 +21,10 @@ What neonize 0.5.2 does, checked against the wheel's Go binary, and what this mo
   `KEEPALIVE_GIVE_UP_S`). The manager's retry loop is the one that reconnects.
 - whatsmeow's QR channel hands out codes one at a time on its own clock; the engine shows them on
   the configured schedule and ends the window itself (408 "QR refs attempts ended").
+- whatsmeow saves its device before it reports PairSuccess, but deletes it (LoggedOut: 401, 403,
+  406) while the event is on its way. `has_credentials` answers from what the engine last read
+  off the event loop; each connect, PairSuccess and Closed reads the store again before the
+  event is handed on (after a LoggedOut, until the device is gone or `STORE_DELETE_WAIT_S`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import enum
 import itertools
 import logging
 import os
@@ -64,12 +69,12 @@ from wasessions_server.engines.base import (
 from wasessions_server.engines.whatsmeow_events import (
     SUBSCRIBED,
     Alive,
-    Close,
     Connected,
     Noted,
     Paired,
     QrCodes,
     account_of,
+    deletes_store,
     map_event,
     map_login_status,
 )
@@ -94,6 +99,11 @@ GATE_TIMEOUT_S = 30.0
 PAIR_RESTART_TIMEOUT_S = 60.0
 #: An offline logout (no open connection) connects first; it gives up after this long.
 OFFLINE_LOGOUT_TIMEOUT_S = 8.0
+#: After a LoggedOut, how long a store read waits for whatsmeow's own delete to show.
+STORE_DELETE_WAIT_S = 2.0
+_STORE_DELETE_POLL_S = 0.05
+#: Threads that read the stores: apart from the library calls, which can wait long at the gate.
+STORE_READERS = 8
 
 _SEQUENCE = itertools.count(1)
 _LEVELS = {
@@ -228,6 +238,152 @@ def _prepare_store(vault: CredentialVault) -> Path:
     return path
 
 
+class Phase(enum.Enum):
+    """What a connection has reported; it moves only along `_FOLLOWS`, in `_advance`."""
+
+    #: Dialling or logging in; nothing reported yet.
+    CONNECTING = "connecting"
+    #: Showing QR codes on the configured schedule.
+    QR = "qr"
+    #: The phone scanned a code: no more codes, and the QR window no longer closes on its own;
+    #: the pairing event follows once the library's event loop runs.
+    SCANNED = "scanned"
+    #: PairSuccess reported; whatsmeow restarts the stream itself (the 515) and connects.
+    PAIRED = "paired"
+    #: Logged in and open.
+    OPEN = "open"
+    #: Over: `Closed` (or our own close) was queued and nothing follows it.
+    CLOSED = "closed"
+
+
+_FOLLOWS: dict[Phase, frozenset[Phase]] = {
+    Phase.CONNECTING: frozenset({Phase.QR, Phase.SCANNED, Phase.PAIRED, Phase.OPEN, Phase.CLOSED}),
+    Phase.QR: frozenset({Phase.SCANNED, Phase.PAIRED, Phase.OPEN, Phase.CLOSED}),
+    Phase.SCANNED: frozenset({Phase.PAIRED, Phase.OPEN, Phase.CLOSED}),
+    Phase.PAIRED: frozenset({Phase.OPEN, Phase.CLOSED}),
+    Phase.OPEN: frozenset({Phase.CLOSED}),
+    Phase.CLOSED: frozenset(),
+}
+
+
+class Library(enum.Enum):
+    """Where a connection's neonize client is, which decides how it may be released (see the
+    module docstring)."""
+
+    #: The connect runs with neither a QR code nor the library's event loop yet: neither Stop
+    #: nor Disconnect is safe; its outcome comes back by itself (within the 20 s handshake).
+    DIALING = "dialing"
+    #: whatsmeow's QR channel runs and the library's event loop has not started: Disconnect only.
+    QR_CHANNEL = "qr channel"
+    #: Disconnect was called during the QR channel.
+    DISCONNECTED = "disconnected"
+    #: neonize's event loop runs: Stop is safe.
+    EVENT_LOOP = "event loop"
+    #: Stop was called.
+    STOPPED = "stopped"
+    #: The connect returned and its own thread cleaned up: nothing of the client is left.
+    RETURNED = "returned"
+
+
+class _LibraryState:
+    """A connection's `Library` state. NOTE: library threads move it too (the event loop has
+    started, the connect returned), so every move is made under a lock and none is lost."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now = Library.DIALING
+
+    @property
+    def now(self) -> Library:
+        return self._now
+
+    def _move(self, to: Library, *sources: Library) -> bool:
+        with self._lock:
+            if self._now not in sources:
+                return False
+            self._now = to
+            return True
+
+    def qr_channel_opened(self) -> bool:
+        return self._move(Library.QR_CHANNEL, Library.DIALING)
+
+    def event_loop_started(self) -> bool:
+        return self._move(
+            Library.EVENT_LOOP, Library.DIALING, Library.QR_CHANNEL, Library.DISCONNECTED
+        )
+
+    def running_again(self) -> bool:
+        """A library event after Stop: whatsmeow reconnected by itself in the meantime."""
+        return self._move(Library.EVENT_LOOP, Library.STOPPED)
+
+    def returned(self) -> None:
+        with self._lock:
+            self._now = Library.RETURNED
+
+    def take_release(self) -> Library | None:
+        """Claims the call that releases the client now: STOPPED (call Stop) or DISCONNECTED
+        (call Disconnect); None when neither is needed or safe yet."""
+        with self._lock:
+            if self._now is Library.EVENT_LOOP:
+                self._now = Library.STOPPED
+            elif self._now is Library.QR_CHANNEL:
+                self._now = Library.DISCONNECTED
+            else:
+                return None
+            return self._now
+
+
+class _StoredDevices:
+    """Whether each vault's whatsmeow store holds a device, as last read (off the event loop).
+
+    NOTE: reads are numbered as they start and a read only replaces an older one, so a slow
+    read that began before a wipe cannot overwrite what the read after the wipe found.
+    """
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(STORE_READERS, thread_name_prefix="whatsmeow-store")
+        self._reads = itertools.count(1)
+        self._known: dict[Path, tuple[int, bool]] = {}
+
+    def answer(self, vault: CredentialVault) -> bool:
+        # NOTE: a stat, so a wiped vault reads as empty at once, even before a refresh.
+        if not os.path.isfile(os.path.join(vault.path, STORE_FILE)):
+            return False
+        known = self._known.get(vault.path)
+        if known is None:
+            # NOTE: a vault never read before (the sessions layer refreshes each one at load):
+            # the real check, here, once.
+            return self._remember(vault.path, self._read(vault.path))
+        return known[1]
+
+    async def refresh(self, vault: CredentialVault, *, deleting: bool = False) -> bool:
+        """Reads the store off the event loop; `deleting`: whatsmeow is deleting the device,
+        so a device still there is read again until it is gone or `STORE_DELETE_WAIT_S`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STORE_DELETE_WAIT_S
+        while True:
+            read = await loop.run_in_executor(self._executor, self._read, vault.path)
+            if not (deleting and read[1]) or loop.time() >= deadline:
+                break
+            await asyncio.sleep(_STORE_DELETE_POLL_S)
+        if deleting and read[1]:
+            log.warning("%s still holds its device after the library's logout", vault.path)
+        return self._remember(vault.path, read)
+
+    def _read(self, folder: Path) -> tuple[int, bool]:
+        number = next(self._reads)
+        return number, store_has_device(folder / STORE_FILE)
+
+    def _remember(self, folder: Path, read: tuple[int, bool]) -> bool:
+        known = self._known.get(folder)
+        if known is None or known[0] < read[0]:
+            self._known[folder] = known = read
+        return known[1]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
 class WhatsmeowConnection:
     """One neonize client: one connect attempt and, if it opens, its life."""
 
@@ -236,27 +392,30 @@ class WhatsmeowConnection:
         self.target = target
         #: Unique per connection: the Go side keys its clients by it.
         self.uuid = f"{target.session_id}.{next(_SEQUENCE)}"
-        self.phase = "connecting"  # -> qr | paired | open | closed
+        self.phase = Phase.CONNECTING
+        #: Where the library's client is (moved by library threads too).
+        self.library = _LibraryState()
         self._loop = asyncio.get_running_loop()
         self._events: asyncio.Queue[EngineEvent | None] = asyncio.Queue()
         self._established = asyncio.Event()
         self._finished = asyncio.Event()
         self._connect_error = ""
+        #: The close came with whatsmeow deleting its store (a LoggedOut).
+        self._store_deleted = False
         self._client: Any = None
         self._me: Account | None = None
-        # Written by library threads, read on the loop (plain flags: assignments are atomic).
-        self._event_loop_running = False
-        self._returned = False
-        self._socket_open = False
-        self._closing = False
-        self._disconnected = False
-        self._stopped = False
-        self._login_succeeded = False
         self._qr_known: list[str] = []
         self._qr_shown = 0
         self._qr_timer: asyncio.TimerHandle | None = None
         self._restart_timer: asyncio.TimerHandle | None = None
         self._teardown: asyncio.Task[None] | None = None
+
+    def _advance(self, to: Phase) -> bool:
+        """The one place the phase changes; False (and no change) if `to` does not follow."""
+        if to not in _FOLLOWS[self.phase]:
+            return False
+        self.phase = to
+        return True
 
     # Start ------------------------------------------------------------------------------------
 
@@ -264,6 +423,8 @@ class WhatsmeowConnection:
         """Returns once the connection is up (a QR code, or the library's event loop running);
         raises with the library's error text if the connect fails."""
         path = await self.engine.run(_prepare_store, self.target.vault)
+        # NOTE: a store made anew (after a wipe) must not answer from what the old one held.
+        await self._refresh_credentials()
         client = self._make_client(path)
         proxy = ProxySettings(proxy_address=self.target.proxy) if self.target.proxy else None
         thread = threading.Thread(
@@ -282,7 +443,7 @@ class WhatsmeowConnection:
             established.cancel()
             finished.cancel()
         if not self._established.is_set():
-            self.phase = "closed"
+            self._advance(Phase.CLOSED)
             raise ConnectionError(self._connect_error or "the connect ended without a result")
 
     def _make_client(self, path: Path) -> Any:
@@ -309,7 +470,7 @@ class WhatsmeowConnection:
                 if code == 0:
                     # neonize's first message: the library's event loop has started.
                     device = Device.FromString(ctypes.string_at(binary, size))
-                    self._event_loop_running = True
+                    self.library.event_loop_started()
                     post(self._on_event_loop_started, device)
                 elif code in INT_TO_EVENT:
                     library_execute(uuid, binary, size, code)
@@ -334,7 +495,7 @@ class WhatsmeowConnection:
         try:
             _GATE.begin_connect(self.uuid)
         except LibraryBusy as busy:
-            self._returned = True
+            self.library.returned()
             self._post(self._on_returned, str(busy))
             return
         try:
@@ -343,7 +504,7 @@ class WhatsmeowConnection:
             error = str(failure) or type(failure).__name__
         finally:
             _GATE.end_connect(self.uuid)
-            self._returned = True
+            self.library.returned()
         # NOTE: the Go side keeps a client in its maps after its connect returned; Stop removes
         # it, and is safe now that nothing of this client runs.
         try:
@@ -362,11 +523,11 @@ class WhatsmeowConnection:
 
     def _on_returned(self, error: str) -> None:
         self._finished.set()
-        if self.phase == "closed":
+        if self.phase is Phase.CLOSED:
             return
         if not self._established.is_set():
             self._connect_error = error
-            self.phase = "closed"
+            self._advance(Phase.CLOSED)
             self.engine.forget(self)
             return
         if error:
@@ -377,16 +538,15 @@ class WhatsmeowConnection:
     def _on_event_loop_started(self, device: Any) -> None:
         self._me = account_of(device.JID, device.PushName)
         self._established.set()
-        if self._closing:
+        if self.phase is Phase.CLOSED:
             self._start_teardown()
 
     def _on_qr_code(self, code: str) -> None:
-        self._socket_open = True
-        if self._closing:
+        self.library.qr_channel_opened()
+        if self.phase is Phase.CLOSED:
             self._start_teardown()
             return
-        if self.phase == "connecting":
-            self.phase = "qr"
+        self._advance(Phase.QR)
         self._established.set()
         self._add_qr_codes([code])
 
@@ -396,40 +556,39 @@ class WhatsmeowConnection:
         if close is None:
             # NOTE: scanned: no more codes, and the QR window must not close on its own now;
             # the pairing event follows once the library's event loop runs.
-            self._login_succeeded = True
+            self._advance(Phase.SCANNED)
             self._cancel_qr()
-        elif self.phase in ("connecting", "qr"):
-            self._close(close.code, close.message)
+        elif self.phase in (Phase.CONNECTING, Phase.QR, Phase.SCANNED):
+            self._end(close)
 
     def _on_library_event(self, message: Message) -> None:
-        if self.phase == "closed":
-            if self._closing and self._event_loop_running:
-                # NOTE: the library reconnected by itself after the close: stop it again.
-                self._stopped = False
-                self._start_teardown()
+        if self.phase is Phase.CLOSED:
+            # NOTE: the library may have reconnected by itself after the close: stop it again
+            # (Stop of a client the Go side no longer holds does nothing).
+            self.library.running_again()
+            self._start_teardown()
             return
         self._established.set()
         mapped = map_event(message)
-        if isinstance(mapped, Close):
+        if isinstance(mapped, Closed):
             log.info("session %s: %s -> %d", self.uuid, type(message).__name__, mapped.code)
-            self._close(mapped.code, mapped.message)
+            self._store_deleted = deletes_store(message)
+            self._end(mapped)
         elif isinstance(mapped, Paired):
             self._on_paired(mapped)
         elif isinstance(mapped, Connected):
             self._on_connected()
         elif isinstance(mapped, QrCodes):
-            if self.phase == "qr":
+            if self.phase is Phase.QR:
                 self._add_qr_codes(list(mapped.codes))
         elif isinstance(mapped, Alive):
-            if self.phase != "closed":
-                self._events.put_nowait(Activity(mapped.time))
+            self._events.put_nowait(Activity(mapped.time))
         elif isinstance(mapped, Noted):
             log.info("session %s: %s", self.uuid, mapped.what)
 
     def _on_paired(self, paired: Paired) -> None:
-        if self.phase not in ("connecting", "qr"):
+        if not self._advance(Phase.PAIRED):
             return
-        self.phase = "paired"
         self._cancel_qr()
         push_name = self._me.push_name if self._me else ""
         account = Account(paired.jid, paired.phone_number, push_name or paired.business_name)
@@ -445,12 +604,9 @@ class WhatsmeowConnection:
         )
 
     def _on_connected(self) -> None:
-        if self.phase == "closed":
+        if not self._advance(Phase.OPEN):
             return
-        if self._restart_timer is not None:
-            self._restart_timer.cancel()
-            self._restart_timer = None
-        self.phase = "open"
+        self._cancel_restart()
         self._cancel_qr()
         now = time.time()
         self._events.put_nowait(Opened(self._me or Account("", "", "")))
@@ -468,7 +624,7 @@ class WhatsmeowConnection:
 
     def _show_next_qr(self) -> None:
         self._qr_timer = None
-        if self.phase != "qr" or self._login_succeeded:
+        if self.phase is not Phase.QR:
             return
         schedule = self.engine.qr
         if self._qr_shown >= schedule.max_codes:
@@ -487,44 +643,45 @@ class WhatsmeowConnection:
             self._qr_timer.cancel()
             self._qr_timer = None
 
-    # Ending ------------------------------------------------------------------------------------
-
-    def _close(self, code: int, message: str) -> None:
-        if self.phase == "closed":
-            return
-        self._end(Closed(code, message))
-
-    def _end(self, last: EngineEvent | None) -> None:
-        self.phase = "closed"
-        self.engine.forget(self)
-        self._cancel_qr()
+    def _cancel_restart(self) -> None:
         if self._restart_timer is not None:
             self._restart_timer.cancel()
             self._restart_timer = None
+
+    # Ending ------------------------------------------------------------------------------------
+
+    def _close(self, code: int, message: str) -> None:
+        self._end(Closed(code, message))
+
+    def _end(self, last: Closed | None) -> None:
+        """Ends the connection with `last` as its final event (None: closed by us)."""
+        if not self._advance(Phase.CLOSED):
+            return
+        self.engine.forget(self)
+        self._cancel_qr()
+        self._cancel_restart()
         self._events.put_nowait(last)
         # NOTE: at once, not when the manager gets round to it: whatsmeow's own reconnect
         # starts right after a disconnect, and stopping the client cancels it.
         self._start_teardown()
 
     def _start_teardown(self) -> asyncio.Task[None]:
-        self._closing = True
         if self._teardown is None or self._teardown.done():
             self._teardown = self.engine.spawn(self._release_library())
         return self._teardown
 
     async def _release_library(self) -> None:
-        if self._returned:
-            return  # its thread has cleaned up already
-        if self._event_loop_running and not self._stopped:
-            self._stopped = True
-            await self.engine.run(self._gated, "stop", self._client.stop)
-        elif self._socket_open and not self._disconnected:
-            self._disconnected = True
-            # NOTE: Stop here would crash the process later (see the module docstring). neonize
-            # 0.5.2 leaves a QR phase only when whatsmeow's own QR timer ends, and then waits for
-            # a device ID that never comes: this connection's two threads stay until exit.
-            await self.engine.run(self._gated, "disconnect", self._client.disconnect)
-        # else: still dialling; its outcome (returned, first QR, event loop) comes back here.
+        """Releases the client as far as is safe now; whatever the library reports later (the
+        first QR code, its event loop, the connect's return) starts this again."""
+        while (step := self.library.take_release()) is not None:
+            if step is Library.STOPPED:
+                await self.engine.run(self._gated, "stop", self._client.stop)
+            else:
+                # NOTE: Stop here would crash the process later (see the module docstring).
+                # neonize 0.5.2 leaves a QR phase only when whatsmeow's own QR timer ends, and
+                # then waits for a device ID that never comes: this connection's two threads
+                # stay until exit.
+                await self.engine.run(self._gated, "disconnect", self._client.disconnect)
 
     @staticmethod
     def _gated(what: str, call: Callable[[], T]) -> T:
@@ -533,11 +690,24 @@ class WhatsmeowConnection:
 
     # The Connection protocol -------------------------------------------------------------------
 
-    def events(self) -> AsyncGenerator[EngineEvent, None]:
-        return queued_events(self._events)
+    async def events(self) -> AsyncGenerator[EngineEvent, None]:
+        async with contextlib.aclosing(queued_events(self._events)) as events:
+            async for event in events:
+                if isinstance(event, PairSuccess | Closed):
+                    # NOTE: before it is handed on, so the record committed for it says what
+                    # the store holds now (whatsmeow saved or is deleting the device).
+                    deleting = isinstance(event, Closed) and self._store_deleted
+                    await self._refresh_credentials(deleting=deleting)
+                yield event
+
+    async def _refresh_credentials(self, *, deleting: bool = False) -> None:
+        try:
+            await self.engine.refresh_credentials(self.target.vault, deleting=deleting)
+        except Exception as error:  # NOTE: the event matters more than the cache
+            log.warning("session %s: reading the store failed: %s", self.uuid, error)
 
     async def request_pairing_code(self, phone_number: str) -> str:
-        if self.phase != "qr":
+        if self.phase is not Phase.QR:
             raise not_in_qr_phase(self.target.session_id)
         client = self._client
 
@@ -559,13 +729,16 @@ class WhatsmeowConnection:
 
     async def logout(self) -> None:
         """Unlinks the device through the library (whatsmeow also deletes its store)."""
-        if self._event_loop_running and not self._returned and not self._stopped:
+        if self.library.now is Library.EVENT_LOOP:
             # NOTE: only while the Go side still holds this client (Stop removes it).
-            await self.engine.run(self._gated, "logout", self._client.logout)
+            try:
+                await self.engine.run(self._gated, "logout", self._client.logout)
+            finally:
+                await self._refresh_credentials()
         await self.close()
 
     async def close(self) -> None:
-        if self.phase != "closed":
+        if self.phase is not Phase.CLOSED:
             self._end(None)
         else:
             self._events.put_nowait(None)
@@ -583,6 +756,7 @@ class WhatsmeowEngine:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.qr = qr
         self._executor = ThreadPoolExecutor(call_workers, thread_name_prefix="whatsmeow-call")
+        self._stored = _StoredDevices()
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[WhatsmeowConnection] = set()
         _install_log_hook()
@@ -617,14 +791,15 @@ class WhatsmeowEngine:
         self._connections.discard(connection)
 
     def has_credentials(self, vault: CredentialVault) -> bool:
-        return store_has_device(vault.path / STORE_FILE)
+        return self._stored.answer(vault)
 
-    async def refresh_credentials(self, vault: CredentialVault) -> bool:
-        return await asyncio.to_thread(self.has_credentials, vault)
+    async def refresh_credentials(self, vault: CredentialVault, *, deleting: bool = False) -> bool:
+        """`deleting`: whatsmeow is deleting the device (a LoggedOut); waits for it to show."""
+        return await self._stored.refresh(vault, deleting=deleting)
 
     async def logout_offline(self, vault: CredentialVault) -> None:
         """Best effort: connects with the stored device and unlinks it."""
-        if not self.has_credentials(vault):
+        if not await self.refresh_credentials(vault):
             return
         connection = await self.connect(ConnectTarget(vault.path.name, vault))
         try:
@@ -641,13 +816,21 @@ class WhatsmeowEngine:
     async def aclose(self) -> None:
         """Closes every connection WITHOUT logging out; a client still inside the library after
         the bound is left to the process exit (see main's shutdown timeout)."""
-        live = [c for c in self._connections if c.phase != "closed"]
+        live = [c for c in self._connections if c.phase is not Phase.CLOSED]
         for connection in live:
             connection._end(None)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5.0)
         self._connections.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stored.close()
 
 
-__all__ = ["STORE_FILE", "WhatsmeowConnection", "WhatsmeowEngine", "store_has_device"]
+__all__ = [
+    "STORE_FILE",
+    "Library",
+    "Phase",
+    "WhatsmeowConnection",
+    "WhatsmeowEngine",
+    "store_has_device",
+]

@@ -29,6 +29,7 @@ from neonize.events import (
 )
 from neonize.proto.Neonize_pb2 import JID, ConnectFailureReason, PairStatus, TemporaryBan
 
+from wasessions_server.engines.base import Closed
 from wasessions_server.model import Account
 from wasessions_server.policy import QR_WINDOW_OVER_MESSAGE
 from wasessions_server.policy import codes as wa
@@ -75,14 +76,6 @@ KEEPALIVE_GIVE_UP_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
-class Close:
-    """The connection is over, with WhatsApp's code."""
-
-    code: int
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
 class Paired:
     """The phone accepted the link (QR scan or pairing code)."""
 
@@ -117,7 +110,7 @@ class Noted:
     what: str
 
 
-Mapped = Close | Paired | Connected | QrCodes | Alive | Noted
+Mapped = Closed | Paired | Connected | QrCodes | Alive | Noted
 
 
 def jid_string(jid: JID) -> str:
@@ -144,28 +137,28 @@ def map_event(event: Message, now: float | None = None) -> Mapped:
     if isinstance(event, PairStatusEv):
         if event.Status == PairStatus.SUCCESS:
             return Paired(jid_string(event.ID), phone_of(event.ID), event.BusinessName)
-        return Close(wa.BAD_SESSION, f"Pairing failed: {event.Error or 'unknown error'}")
+        return Closed(wa.BAD_SESSION, f"Pairing failed: {event.Error or 'unknown error'}")
     if isinstance(event, ConnectedEv):
         return Connected()
     if isinstance(event, LoggedOutEv):
         return _logged_out(event)
     if isinstance(event, StreamReplacedEv):
-        return Close(wa.CONNECTION_REPLACED, "Stream Errored (conflict: replaced)")
+        return Closed(wa.CONNECTION_REPLACED, "Stream Errored (conflict: replaced)")
     if isinstance(event, TemporaryBanEv):
         return _temporary_ban(event, now)
     if isinstance(event, ConnectFailureEv):
         return _connect_failure(event)
     if isinstance(event, ClientOutdatedEv):
-        return Close(wa.CLIENT_OUTDATED, "Connection Failure (client outdated)")
+        return Closed(wa.CLIENT_OUTDATED, "Connection Failure (client outdated)")
     if isinstance(event, StreamErrorEv):
         code = int(event.Code) if event.Code.isdigit() else wa.BAD_SESSION
-        return Close(code, f"Stream Errored ({event.Code or 'no code'})")
+        return Closed(code, f"Stream Errored ({event.Code or 'no code'})")
     if isinstance(event, DisconnectedEv):
-        return Close(wa.CONNECTION_CLOSED, "Connection Terminated by Server")
+        return Closed(wa.CONNECTION_CLOSED, "Connection Terminated by Server")
     if isinstance(event, KeepAliveTimeoutEv):
         silent_s = now - event.LastSuccess if event.LastSuccess > 0 else 0.0
         if silent_s >= KEEPALIVE_GIVE_UP_S:
-            return Close(
+            return Closed(
                 wa.CONNECTION_LOST,
                 f"Connection was lost (keepalive failed {event.ErrorCount} times; no answer "
                 f"for {silent_s:.0f} s)",
@@ -176,16 +169,26 @@ def map_event(event: Message, now: float | None = None) -> Mapped:
     return Noted(f"unhandled library event {type(event).__name__}")
 
 
-def _logged_out(event: LoggedOutEv) -> Close:
+def deletes_store(event: Message) -> bool:
+    """Whether whatsmeow deletes its device store along with this event.
+
+    NOTE: whatsmeow dispatches LoggedOut (device_removed, and the connect failures 401, 403 and
+    406) and deletes the device at the same time, so the event can come before the store is
+    empty.
+    """
+    return isinstance(event, LoggedOutEv)
+
+
+def _logged_out(event: LoggedOutEv) -> Closed:
     if not event.OnConnect:
         # NOTE: the phone removed this linked device while it was connected.
-        return Close(wa.LOGGED_OUT, "Stream Errored (conflict: device_removed)")
+        return Closed(wa.LOGGED_OUT, "Stream Errored (conflict: device_removed)")
     code = FAILURE_CODES.get(event.Reason, wa.LOGGED_OUT)
     reason = ConnectFailureReason.Name(event.Reason) if event.HasField("Reason") else "unknown"
-    return Close(code, f"Connection Failure (logged out: {reason.lower()})")
+    return Closed(code, f"Connection Failure (logged out: {reason.lower()})")
 
 
-def _temporary_ban(event: TemporaryBanEv, now: float) -> Close:
+def _temporary_ban(event: TemporaryBanEv, now: float) -> Closed:
     reason = (
         TemporaryBan.TempBanReason.Name(event.Code).lower() if event.HasField("Code") else "unknown"
     )
@@ -194,35 +197,35 @@ def _temporary_ban(event: TemporaryBanEv, now: float) -> Close:
         expiry = f"; lifted in {event.Expire} s, at {until}"
     else:
         expiry = "; expiry unknown"
-    return Close(
+    return Closed(
         wa.TEMPORARILY_BANNED, f"Connection Failure (temporarily banned: {reason}{expiry})"
     )
 
 
-def _connect_failure(event: ConnectFailureEv) -> Close:
+def _connect_failure(event: ConnectFailureEv) -> Closed:
     if event.HasField("Reason"):
         code = FAILURE_CODES.get(event.Reason, wa.BAD_SESSION)
         reason = ConnectFailureReason.Name(event.Reason).lower()
     else:
         code, reason = wa.BAD_SESSION, "unknown"
     detail = f": {event.Message}" if event.Message else ""
-    return Close(code, f"Connection Failure ({reason}{detail})")
+    return Closed(code, f"Connection Failure ({reason}{detail})")
 
 
 # The statuses whatsmeow's QR channel reports besides the codes themselves.
-_LOGIN_STATUS: dict[str, Close | None] = {
+_LOGIN_STATUS: dict[str, Closed | None] = {
     "success": None,
-    "timeout": Close(wa.CONNECTION_LOST, QR_WINDOW_OVER_MESSAGE),
-    "err-client-outdated": Close(wa.CLIENT_OUTDATED, "Connection Failure (client outdated)"),
-    "err-scanned-without-multidevice": Close(
+    "timeout": Closed(wa.CONNECTION_LOST, QR_WINDOW_OVER_MESSAGE),
+    "err-client-outdated": Closed(wa.CLIENT_OUTDATED, "Connection Failure (client outdated)"),
+    "err-scanned-without-multidevice": Closed(
         wa.MULTIDEVICE_MISMATCH, "Multi-device mismatch (the phone scanned without multi-device)"
     ),
-    "err-unexpected-state": Close(wa.BAD_SESSION, "Stream Errored (unexpected login state)"),
+    "err-unexpected-state": Closed(wa.BAD_SESSION, "Stream Errored (unexpected login state)"),
 }
 
 
-def map_login_status(status: str) -> Close | None:
+def map_login_status(status: str) -> Closed | None:
     """The QR channel's statuses; an unknown one ends the login as an unclassified error."""
     if status in _LOGIN_STATUS:
         return _LOGIN_STATUS[status]
-    return Close(wa.BAD_SESSION, f"Login failed ({status or 'no status'})")
+    return Closed(wa.BAD_SESSION, f"Login failed ({status or 'no status'})")
