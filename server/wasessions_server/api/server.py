@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -85,8 +86,11 @@ class WaSessionsServer:
             for name in config.engines
         }
         sim = engines.get("sim")
+        # NOTE: the default engine of new sessions is ServerConfig.engine (the config module
+        # no longer copies it into ManagerSettings); the sessions refactor hands it over itself.
+        settings = dataclasses.replace(config.manager, default_engine=config.engine)
         self.manager = SessionManager(
-            self._journal, CredentialStore(data_dir / "credentials"), engines, config.manager
+            self._journal, CredentialStore(data_dir / "credentials"), engines, settings
         )
         await self.manager.start()
         # NOTE: no await between start() and these: each seeds from the sessions as loaded
