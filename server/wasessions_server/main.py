@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
+# NOTE: gRPC's C-core reads GRPC_VERBOSITY once, when grpc is first imported, and logs its own
+# lines ("add_port.cc ... Failed to add port") before the server's one-line error; so it is set
+# here, before anything below imports grpc. A user's own GRPC_VERBOSITY wins.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 import threading
@@ -14,8 +20,8 @@ from pathlib import Path
 
 from wasessions_server.api.server import BindError, WaSessionsServer
 from wasessions_server.config import load_config
-from wasessions_server.engines.registry import KNOWN_ENGINES
-from wasessions_server.errors import ConfigError, StorageError
+from wasessions_server.engines.registry import KNOWN_ENGINES, check_engines
+from wasessions_server.errors import ConfigError, EngineUnavailable, StorageError
 from wasessions_server.logfmt import FORMATS
 from wasessions_server.logfmt import configure as configure_logging
 from wasessions_server.logfmt import flush as flush_logs
@@ -95,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         config = load_config(config_path, overrides)
+        check_engines(config.engines)
+    except EngineUnavailable as error:
+        print(f"wa-sessions-server: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     except ConfigError as error:
         print(f"wa-sessions-server: invalid configuration: {error}", file=sys.stderr)
         return EXIT_CONFIG
