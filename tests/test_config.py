@@ -246,6 +246,25 @@ def test_the_server_exits_2_with_one_line(tmp_path: Path, content: str, key: str
     assert not data.exists(), "nothing was started half-way"
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "key"),
+    [
+        (("--log-level", "LOUD"), {}, "log_level"),
+        ((), {"WASESSIONS_LOG_FORMAT": "xml"}, "log_format"),
+        (("--engine", "telegram"), {}, "engine"),
+        ((), {"WASESSIONS_METRICS_LISTEN": "everywhere"}, "metrics_listen"),
+    ],
+)
+def test_a_flag_or_environment_value_is_named_by_its_key(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], key: str
+) -> None:
+    result = _run(*args, "--data-dir", str(tmp_path / "d"), env=_env(**env))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"wa-sessions-server: invalid configuration: {key}:"), lines
+
+
 def test_an_environment_value_is_named_by_its_key(tmp_path: Path) -> None:
     result = _run(
         "--data-dir", str(tmp_path / "d"), env=_env(WASESSIONS_ALLOW_UNAUTHENTICATED="perhaps")

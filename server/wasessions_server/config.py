@@ -111,12 +111,14 @@ def config_from_mapping(data: Mapping[str, Any]) -> ServerConfig:
     if "listen" in data:
         given["listen"] = address(data["listen"], "listen")
     if "engine" in data:
-        given["engine"] = text(data["engine"], "engine")
-        if given["engine"] not in KNOWN_ENGINES:
-            raise ConfigError(
-                f"engine: expected one of {', '.join(KNOWN_ENGINES)}, got {given['engine']!r}"
-            )
-    config = ServerConfig(**given)
+        given["engine"] = choice(data["engine"], KNOWN_ENGINES, "engine")
+    if "data_dir" in data:
+        given["data_dir"] = Path(text(data["data_dir"], "data_dir"))
+    if "shutdown_grace_s" in data:
+        given["shutdown_grace_s"] = _scalar(
+            ServerConfig, "shutdown_grace_s", float, data["shutdown_grace_s"], ""
+        )
+    base = ServerConfig(**given)
     # NOTE: the default engine of new sessions is `ServerConfig.engine` alone; the server
     # wiring hands it to the session registry (ManagerSettings holds no engine).
     manager = ManagerSettings(
@@ -124,20 +126,14 @@ def config_from_mapping(data: Mapping[str, Any]) -> ServerConfig:
         qr=QrSchedule(**scalar_fields(QrSchedule, section(data, "qr"), "qr")),
         **scalar_fields(ManagerSettings, section(data, "manager"), "manager"),
     )
-    config = replace(
-        config,
-        engines=_engines(data.get("engines"), config.engine),
+    journal = JournalSettings(**scalar_fields(JournalSettings, section(data, "journal"), "journal"))
+    return replace(
+        base,
+        engines=_engines(data.get("engines"), base.engine),
         manager=manager,
-        journal=JournalSettings(
-            **scalar_fields(JournalSettings, section(data, "journal"), "journal")
-        ),
+        journal=journal,
+        security=_security(data, base.listen),
     )
-    if "data_dir" in data:
-        config = replace(config, data_dir=Path(text(data["data_dir"], "data_dir")))
-    if "shutdown_grace_s" in data:
-        grace = _scalar(ServerConfig, "shutdown_grace_s", float, data["shutdown_grace_s"], "")
-        config = replace(config, shutdown_grace_s=grace)
-    return replace(config, security=_security(data, config.listen))
 
 
 def policy_from_mapping(spec: Mapping[str, Any], where: str = "policy") -> ReconnectPolicy:
@@ -182,6 +178,13 @@ def one_of(kind: type[E], value: Any, where: str) -> E:
     except ValueError:
         choices = ", ".join(str(member.value) for member in kind)
         raise ConfigError(f"{where}: expected one of {choices}, got {value!r}") from None
+
+
+def choice(value: Any, choices: Collection[str], where: str) -> str:
+    """One of the strings `choices`."""
+    if value not in choices:
+        raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+    return str(value)
 
 
 def number(value: Any, where: str, at_least: float | None = None) -> float:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from wasessions_server.api.server import BindError, WaSessionsServer
-from wasessions_server.config import load_config
+from wasessions_server.config import choice, load_config
 from wasessions_server.engines.registry import KNOWN_ENGINES, check_engines
 from wasessions_server.errors import ConfigError, EngineUnavailable, StorageError
 from wasessions_server.logfmt import FORMATS
@@ -33,6 +33,8 @@ EXIT_CONFIG = 2
 EXIT_LOCKED = 3
 EXIT_BIND = 4
 EXIT_STORAGE = 5
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,10 +52,13 @@ def _parser() -> argparse.ArgumentParser:
         "--engines", help="comma-separated engines sessions may use (default: the --engine one)"
     )
     parser.add_argument("--config", type=Path, help="TOML configuration file")
-    parser.add_argument("--log-level", default=os.environ.get("WASESSIONS_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("WASESSIONS_LOG_LEVEL", "INFO"),
+        help=f"{', '.join(_LOG_LEVELS)} (default INFO)",
+    )
     parser.add_argument(
         "--log-format",
-        choices=FORMATS,
         default=os.environ.get("WASESSIONS_LOG_FORMAT", "text"),
         help="text (default) or json: one JSON object a line",
     )
@@ -76,10 +81,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.log_format not in FORMATS:
-        print("wa-sessions-server: --log-format: expected text or json", file=sys.stderr)
+    try:
+        level = choice(args.log_level.upper(), _LOG_LEVELS, "log_level")
+        log_format = choice(args.log_format, FORMATS, "log_format")
+    except ConfigError as error:
+        print(f"wa-sessions-server: invalid configuration: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(args.log_level, args.log_format)
+    configure_logging(level, log_format)
     # NOTE: everything the server writes is private: credentials above all.
     os.umask(0o077)
     env = os.environ
