@@ -342,3 +342,12 @@ def test_the_journal_section_reaches_the_config() -> None:
     config = config_from_mapping({"journal": {"retention_events": 5}})
     assert config.journal == JournalSettings(retention_events=5)
     assert config.manager == ManagerSettings()
+
+
+def test_a_data_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    result = _run("--engine", "sim", "--listen", "127.0.0.1:0", "--data-dir", f"{tmp_path}/file/d")
+    assert result.returncode == 5
+    assert result.stderr.splitlines() == [
+        f"wa-sessions-server: storage failed: Not a directory: {tmp_path}/file/d"
+    ]

@@ -162,7 +162,13 @@ async def _serve(server: WaSessionsServer) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as error:
+        # NOTE: a data directory that cannot be created or opened (a file in its path, no
+        # permission) is one line like every other start-up failure, not a traceback.
+        where = f": {error.filename}" if error.filename else ""
+        raise StorageError(f"{error.strerror or error}{where}") from None
     await stop.wait()
     log.info("shutting down")
     await server.stop()
