@@ -60,6 +60,11 @@ class ConfigError(Exception):
     """Invalid configuration; the message names the key. The server refuses to start."""
 
 
+class EngineUnavailable(ConfigError):
+    """An enabled engine cannot load (a system library is missing); the message says what to
+    install. The server refuses to start."""
+
+
 def shutting_down() -> ServiceError:
     return ServiceError(
         Status.UNAVAILABLE,

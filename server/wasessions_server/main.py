@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
+# NOTE: gRPC's C-core reads GRPC_VERBOSITY once, when grpc is first imported, and logs its own
+# lines ("add_port.cc ... Failed to add port") before the server's one-line error; so it is set
+# here, before anything below imports grpc. A user's own GRPC_VERBOSITY wins.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 import threading
@@ -13,9 +19,9 @@ import time
 from pathlib import Path
 
 from wasessions_server.api.server import BindError, WaSessionsServer
-from wasessions_server.config import load_config
-from wasessions_server.engines.registry import KNOWN_ENGINES
-from wasessions_server.errors import ConfigError, StorageError
+from wasessions_server.config import choice, load_config
+from wasessions_server.engines.registry import KNOWN_ENGINES, check_engines
+from wasessions_server.errors import ConfigError, EngineUnavailable, StorageError
 from wasessions_server.logfmt import FORMATS
 from wasessions_server.logfmt import configure as configure_logging
 from wasessions_server.logfmt import flush as flush_logs
@@ -27,6 +33,8 @@ EXIT_CONFIG = 2
 EXIT_LOCKED = 3
 EXIT_BIND = 4
 EXIT_STORAGE = 5
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,10 +52,13 @@ def _parser() -> argparse.ArgumentParser:
         "--engines", help="comma-separated engines sessions may use (default: the --engine one)"
     )
     parser.add_argument("--config", type=Path, help="TOML configuration file")
-    parser.add_argument("--log-level", default=os.environ.get("WASESSIONS_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("WASESSIONS_LOG_LEVEL", "INFO"),
+        help=f"{', '.join(_LOG_LEVELS)} (default INFO)",
+    )
     parser.add_argument(
         "--log-format",
-        choices=FORMATS,
         default=os.environ.get("WASESSIONS_LOG_FORMAT", "text"),
         help="text (default) or json: one JSON object a line",
     )
@@ -70,10 +81,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.log_format not in FORMATS:
-        print("wa-sessions-server: --log-format: expected text or json", file=sys.stderr)
+    try:
+        level = choice(args.log_level.upper(), _LOG_LEVELS, "log_level")
+        log_format = choice(args.log_format, FORMATS, "log_format")
+    except ConfigError as error:
+        print(f"wa-sessions-server: invalid configuration: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(args.log_level, args.log_format)
+    configure_logging(level, log_format)
     # NOTE: everything the server writes is private: credentials above all.
     os.umask(0o077)
     env = os.environ
@@ -95,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         config = load_config(config_path, overrides)
+        check_engines(config.engines)
+    except EngineUnavailable as error:
+        print(f"wa-sessions-server: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     except ConfigError as error:
         print(f"wa-sessions-server: invalid configuration: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -144,7 +162,13 @@ async def _serve(server: WaSessionsServer) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as error:
+        # NOTE: a data directory that cannot be created or opened (a file in its path, no
+        # permission) is one line like every other start-up failure, not a traceback.
+        where = f": {error.filename}" if error.filename else ""
+        raise StorageError(f"{error.strerror or error}{where}") from None
     await stop.wait()
     log.info("shutting down")
     await server.stop()

@@ -1,6 +1,7 @@
 """Security and operability settings: API keys, TLS files, limits, metrics address.
 
-Plain values only (no grpc): the api layer turns them into its RPC guard and credentials.
+Plain values only (no grpc): the api layer turns them into its RPC guard and credentials; the
+config module reads the keys and files into them.
 Keys are kept as SHA-256 digests and compared in constant time; the keys themselves are never
 stored in memory longer than it takes to hash them, and never logged.
 """
@@ -10,12 +11,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import ipaddress
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from wasessions_server.errors import ConfigError
 
@@ -86,14 +83,6 @@ def parse_api_keys(text: str, where: str) -> ApiKeys:
     return ApiKeys(tuple(keys))
 
 
-def load_api_keys(path: Path) -> ApiKeys:
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"api_keys_file: cannot read {path}: {error}") from None
-    return parse_api_keys(text, f"api_keys_file {path}")
-
-
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
     cert: bytes
@@ -121,132 +110,3 @@ class SecuritySettings:
     @property
     def authenticates(self) -> bool:
         return bool(self.api_keys) or (self.tls is not None and self.tls.client_ca is not None)
-
-
-TOP_KEYS = {
-    "api_keys_file",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-    "metrics_listen",
-    "allow_unauthenticated",
-    "security",
-}
-_SECTION_KEYS = {"open_health", "open_reflection", "max_streams_per_client", "max_message_bytes"}
-
-
-def security_from_mapping(data: Mapping[str, Any], listen: str) -> SecuritySettings:
-    """The security settings from the top-level keys and the `[security]` table."""
-    section = data.get("security", {})
-    if not isinstance(section, Mapping):
-        raise ConfigError("security: expected a table")
-    for key in section:
-        if key not in _SECTION_KEYS:
-            raise ConfigError(
-                f"security.{key}: unknown key (allowed: {', '.join(sorted(_SECTION_KEYS))})"
-            )
-    base = SecuritySettings()
-    keys_file = _path(data.get("api_keys_file"), "api_keys_file")
-    api_keys = load_api_keys(keys_file) if keys_file is not None else ApiKeys()
-    settings = SecuritySettings(
-        api_keys=api_keys,
-        tls=_tls(data),
-        open_health=_bool(section.get("open_health", base.open_health), "security.open_health"),
-        open_reflection=_bool(
-            section.get("open_reflection", base.open_reflection), "security.open_reflection"
-        ),
-        allow_unauthenticated=_bool(
-            data.get("allow_unauthenticated", False), "allow_unauthenticated"
-        ),
-        max_streams_per_client=_int(
-            section.get("max_streams_per_client", base.max_streams_per_client),
-            "security.max_streams_per_client",
-        ),
-        max_message_bytes=_int(
-            section.get("max_message_bytes", base.max_message_bytes),
-            "security.max_message_bytes",
-            minimum=4096,
-        ),
-        metrics_listen=_address(data.get("metrics_listen"), "metrics_listen"),
-    )
-    if (
-        not settings.authenticates
-        and not settings.allow_unauthenticated
-        and not is_loopback(listen)
-    ):
-        raise ConfigError(
-            f"listen: {listen} is not a loopback address, and no API keys (api_keys_file) or "
-            "client certificates (tls_client_ca) are configured; without them the server "
-            "listens on loopback only (set allow_unauthenticated to override)"
-        )
-    return settings
-
-
-def is_loopback(listen: str) -> bool:
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _tls(data: Mapping[str, Any]) -> TlsFiles | None:
-    cert = _path(data.get("tls_cert"), "tls_cert")
-    key = _path(data.get("tls_key"), "tls_key")
-    client_ca = _path(data.get("tls_client_ca"), "tls_client_ca")
-    if cert is None and key is None:
-        if client_ca is not None:
-            raise ConfigError("tls_client_ca: needs tls_cert and tls_key")
-        return None
-    if cert is None or key is None:
-        raise ConfigError("tls_cert and tls_key: give both or neither")
-    return TlsFiles(
-        cert=_read(cert, "tls_cert"),
-        key=_read(key, "tls_key"),
-        client_ca=_read(client_ca, "tls_client_ca") if client_ca is not None else None,
-    )
-
-
-def _read(path: Path, where: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(f"{where}: cannot read {path}: {error.strerror}") from None
-    if b"-----BEGIN" not in data:
-        raise ConfigError(f"{where}: {path} is not a PEM file")
-    return data
-
-
-def _path(value: Any, where: str) -> Path | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a file path, got {value!r}")
-    return Path(value)
-
-
-def _address(value: Any, where: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or ":" not in value:
-        raise ConfigError(f"{where}: expected host:port, got {value!r}")
-    port = value.rsplit(":", 1)[1]
-    if not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"{where}: expected host:port, got {value!r}")
-    return value
-
-
-def _bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
-        return value.lower() in ("1", "true", "yes")
-    raise ConfigError(f"{where}: expected true or false, got {value!r}")
-
-
-def _int(value: Any, where: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}: expected an integer of at least {minimum}, got {value!r}")
-    return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -94,7 +95,10 @@ class WaSessionsServer:
             for name in config.engines
         }
         sim = engines.get("sim")
-        self.manager = SessionManager(self._journal, credential_store, engines, config.manager)
+        # NOTE: the default engine of new sessions is ServerConfig.engine (the config module
+        # no longer copies it into ManagerSettings); the sessions refactor hands it over itself.
+        settings = dataclasses.replace(config.manager, default_engine=config.engine)
+        self.manager = SessionManager(self._journal, credential_store, engines, settings)
         await self.manager.start()
         # NOTE: no await between start() and these: each seeds from the sessions as loaded
         # and then follows the journal, so no change can fall in between.

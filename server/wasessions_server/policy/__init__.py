@@ -8,7 +8,6 @@ from wasessions_server.policy.table import (
     QrSchedule,
     ReconnectPolicy,
     default_policy,
-    policy_from_spec,
 )
 
 __all__ = [
@@ -20,6 +19,5 @@ __all__ = [
     "ReconnectPolicy",
     "default_policy",
     "is_qr_window_over",
-    "policy_from_spec",
     "reason_for",
 ]
