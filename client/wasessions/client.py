@@ -317,28 +317,38 @@ class QrCode:
 class SessionsClient:
     """Typed asyncio client of SessionService (and, on a sim server, SimulatorService).
 
-    `target` is `host:port`. TLS: `tls=True` uses the system roots, or pass
-    `grpc.ssl_channel_credentials(...)`. `api_key` is sent as `authorization: Bearer KEY` on
-    every call. `timeout` (seconds) bounds every unary call.
+    Either `target` (`host:port`; the client makes the channel and closes it) or `channel`, a
+    ready `grpc.aio.Channel` (its owner closes it, not this client). TLS for a target:
+    `tls=True` uses the system roots, or pass `grpc.ssl_channel_credentials(...)`. `api_key` is
+    sent as `authorization: Bearer KEY` on every call. `timeout` (seconds) bounds every unary call.
     """
 
     def __init__(
         self,
-        target: str,
+        target: str | None = None,
         *,
+        channel: grpc.aio.Channel | None = None,
         api_key: str | None = None,
         tls: bool | grpc.ChannelCredentials = False,
         timeout: float | None = 30.0,
         options: Iterable[tuple[str, Any]] = (),
     ) -> None:
-        self.target = target
-        self.timeout = timeout
         opts = list(options)
-        if tls is False:
+        if channel is not None:
+            if target is not None or tls is not False or opts:
+                raise ValueError("pass either a ready channel or a target (with tls, options)")
+            self._channel = channel
+        elif target is None:
+            raise ValueError("SessionsClient needs a target (host:port) or a channel")
+        elif tls is False:
             self._channel = grpc.aio.insecure_channel(target, options=opts)
         else:
             creds = grpc.ssl_channel_credentials() if tls is True else tls
             self._channel = grpc.aio.secure_channel(target, creds, options=opts)
+        #: The `host:port` given ("" for a ready channel).
+        self.target = target or ""
+        self._owns_channel = channel is None
+        self.timeout = timeout
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
         )
@@ -357,7 +367,9 @@ class SessionsClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close()
+        """Closes the channel this client made (a channel passed in stays open)."""
+        if self._owns_channel:
+            await self._channel.close()
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:
