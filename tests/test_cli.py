@@ -18,6 +18,7 @@ from wasessions import BlockingSessionsClient, cli
 
 from tests.helpers import FAST, ServerProcess, merge, spawn_server, write_config
 from tests.qr_decode import decode_png, decode_terminal
+from tests.security_helpers import make_pki
 
 WA = str(Path(sys.executable).parent / "wa-sessions")
 ROOT = Path(__file__).resolve().parent.parent
@@ -331,3 +332,80 @@ def test_help_runs_as_console_script() -> None:
     assert done.returncode == 0
     for name in ("create", "qr", "watch", "policy", "sim"):
         assert name in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("session", "line"),
+    [
+        ("pos1", "--server {t} --json sim scan {s}"),
+        ("pos2", "sim --server {t} --json scan {s}"),
+        ("pos3", "sim scan --server {t} {s} --json"),
+        ("pos4", "--json sim scan {s} --server {t}"),
+    ],
+)
+def test_global_flags_in_every_position(server: ServerProcess, session: str, line: str) -> None:
+    """`--server`/`--json` before or after `sim` and `scan` (the environment points nowhere, so
+    only the flag can reach the server)."""
+    nowhere = env_for("127.0.0.1:1")
+    wa(server, "create", session, "--server", server.target, env=nowhere)
+    wa(server, "wait", session, "QR_PENDING")
+    done = wa(server, *shlex.split(line.format(t=server.target, s=session)), env=nowhere)
+    assert json.loads(done.stdout) == {"ok": True, "done": "scanned", "name": f"sessions/{session}"}
+    wa(server, "wait", session, "CONNECTED")
+
+
+@pytest.mark.parametrize(
+    ("given", "target"),
+    [
+        ("127.0.0.1", "127.0.0.1:50051"),
+        ("localhost", "localhost:50051"),
+        ("127.0.0.1:7000", "127.0.0.1:7000"),
+        ("[::1]", "[::1]:50051"),
+        ("[::1]:7000", "[::1]:7000"),
+        ("::1", "[::1]:50051"),
+        ("dns:///example.com:7000", "dns:///example.com:7000"),
+        ("unix:/tmp/wa.sock", "unix:/tmp/wa.sock"),
+    ],
+)
+def test_server_without_a_port_means_50051(given: str, target: str) -> None:
+    assert cli.server_target(given) == target
+
+
+def test_a_host_without_port_dials_50051(server: ServerProcess) -> None:
+    """The CLI dials (and names) port 50051, not gRPC's 443."""
+    done = subprocess.run(
+        [WA, "list", "--server", "127.0.0.1", "--timeout", "3"],
+        capture_output=True,
+        text=True,
+        env=env_for("127.0.0.1:1"),
+        timeout=60,
+    )
+    assert "443" not in done.stderr
+    if done.returncode != 0:  # NOTE: on a shared machine a server may listen on 50051
+        assert done.stderr.startswith(
+            "wa-sessions: error: cannot reach the server at 127.0.0.1:50051 "
+        )
+        assert "127.0.0.1:50051: " in done.stderr
+
+
+def test_tls_mismatch_is_one_line_without_grpc_core_logs(tmp_path: Path) -> None:
+    """Against a TLS server: a plaintext CLI, and a TLS CLI that does not trust the server's
+    certificate, each print exactly one line (gRPC's C core stays quiet); a GRPC_VERBOSITY the
+    user set is respected."""
+    pki = make_pki(tmp_path / "pki")
+    config = merge(CONFIG, {"tls_cert": str(pki.server_cert), "tls_key": str(pki.server_key)})
+    tls = spawn_server(tmp_path / "data", write_config(tmp_path / "config.toml", config))
+    env = {k: v for k, v in env_for(tls.target).items() if k != "GRPC_VERBOSITY"}
+    try:
+        for flags in ([], ["--tls"]):
+            err = wa(tls, "list", "--timeout", "5", *flags, env=env, rc=1).stderr
+            assert err.startswith(f"wa-sessions: error: cannot reach the server at {tls.target} ")
+            assert err.count("\n") == 1, err
+        loud = wa(
+            tls, "list", "--tls", "--timeout", "5", env={**env, "GRPC_VERBOSITY": "INFO"}, rc=1
+        )
+        assert "Handshake failed" in loud.stderr and loud.stderr.count("\n") > 1
+        assert wa(tls, "list", "--ca-file", str(pki.ca), env=env).stderr == "no sessions\n"
+    finally:
+        tls.process.terminate()
+        tls.process.wait(timeout=30)

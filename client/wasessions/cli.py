@@ -13,10 +13,16 @@ line on stderr and exits non-zero (1; 2 for bad usage; 130 on Ctrl-C).
 
 from __future__ import annotations
 
+import os
+
+# NOTE: gRPC's C core logs (failed TLS handshakes, ...) on stderr and reads GRPC_VERBOSITY once,
+# when grpc is first imported: set it before that, so a failure is our one line. A value the user
+# set wins (GRPC_VERBOSITY=INFO shows the core's logs again).
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -45,7 +51,8 @@ from wasessions.v1 import session_pb2 as pb
 from wasessions.v1 import session_service_pb2 as svc
 
 PROG = "wa-sessions"
-DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_PORT = 50051
+DEFAULT_SERVER = f"127.0.0.1:{DEFAULT_PORT}"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -479,14 +486,16 @@ def _label(text: str) -> tuple[str, str]:
 
 
 def _common(json_flag: bool) -> argparse.ArgumentParser:
-    """Connection flags, accepted before or after the command. SUPPRESS keeps a flag given
-    before the command from being reset by the sub-parser's default."""
+    """Connection flags, accepted anywhere: every parser (the top one, each command, `sim` and
+    each of its actions) has them. SUPPRESS keeps a flag given at one level from being reset by
+    the default of the next."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("connection")
     group.add_argument(
         "--server",
         default=argparse.SUPPRESS,
-        help=f"host:port of the server (env WASESSIONS_SERVER; default {DEFAULT_SERVER})",
+        help=f"host[:port] of the server (env WASESSIONS_SERVER; default {DEFAULT_SERVER}; "
+        f"the port defaults to {DEFAULT_PORT})",
     )
     group.add_argument(
         "--api-key", default=argparse.SUPPRESS, help="API key (env WASESSIONS_API_KEY)"
@@ -624,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sim",
         help="drive the simulated WhatsApp (sim engine only)",
         description="Drive the simulated WhatsApp of a server with the sim engine.",
+        parents=[common],
     )
     sim_sub = sim_parser.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
 
@@ -648,9 +658,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def server_target(text: str) -> str:
+    """`host:port` for gRPC; a host without a port gets 50051 (gRPC itself would take 443).
+    A gRPC URI (`dns:///...`, `unix:...`) is used as given."""
+    if "/" in text or text.startswith(("unix:", "unix-abstract:", "vsock:", "ipv4:", "ipv6:")):
+        return text
+    if text.startswith("["):  # [IPv6] or [IPv6]:port
+        return text if "]:" in text else f"{text}:{DEFAULT_PORT}"
+    if text.count(":") > 1:  # a bare IPv6 address
+        return f"[{text}]:{DEFAULT_PORT}"
+    return text if ":" in text else f"{text}:{DEFAULT_PORT}"
+
+
+def _server(args: argparse.Namespace) -> str:
+    given = getattr(args, "server", None) or os.environ.get("WASESSIONS_SERVER")
+    return server_target(given) if given else DEFAULT_SERVER
+
+
 def _client(args: argparse.Namespace) -> SessionsClient:
     env = os.environ
-    server = getattr(args, "server", None) or env.get("WASESSIONS_SERVER") or DEFAULT_SERVER
+    server = _server(args)
     api_key = getattr(args, "api_key", None) or env.get("WASESSIONS_API_KEY") or None
     tls: bool | grpc.ChannelCredentials = bool(getattr(args, "tls", False))
     files: dict[str, Path | None] = {
@@ -681,13 +708,10 @@ async def _run(handler: Handler, args: argparse.Namespace, out: Out) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # NOTE: gRPC's C core logs failed TLS handshakes on stderr; the CLI reports errors itself,
-    # in one line (set GRPC_VERBOSITY to see the core's logs again).
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Out(sys.stdout, sys.stderr, json=bool(getattr(args, "json", False)))
-    server = getattr(args, "server", None) or os.environ.get("WASESSIONS_SERVER") or DEFAULT_SERVER
+    server = _server(args)
     try:
         return asyncio.run(_run(args.handler, args, out))
     except KeyboardInterrupt:
