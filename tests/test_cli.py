@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from wasessions import BlockingSessionsClient, cli
@@ -70,42 +73,54 @@ def wa(
 
 
 class Follow:
-    """A long-running `wa-sessions` subprocess whose stdout lines are collected."""
+    """A long-running `wa-sessions` subprocess whose stdout and stderr lines are collected."""
 
-    def __init__(self, server: ServerProcess, *args: str, cwd: Path | None = None) -> None:
+    def __init__(
+        self, server: ServerProcess, *args: str, cwd: Path | None = None, target: str = ""
+    ) -> None:
         self.process = subprocess.Popen(
             [WA, *args],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env_for(server.target),
+            env=env_for(target or server.target),
             stdin=subprocess.DEVNULL,
         )
         self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
+        self.errors: list[str] = []
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._threads = [
+            threading.Thread(target=self._pump, args=(pipe, into), daemon=True)
+            for pipe, into in (
+                (self.process.stdout, self.lines),
+                (self.process.stderr, self.errors),
+            )
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+    @staticmethod
+    def _pump(pipe: IO[str], into: list[str]) -> None:
+        for line in pipe:
+            into.append(line.rstrip("\n"))
 
-    def wait_for(self, predicate: Any, timeout: float = 20) -> list[str]:
+    def wait_for(self, predicate: Any, timeout: float = 20, stderr: bool = False) -> list[str]:
+        lines = self.errors if stderr else self.lines
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if predicate(self.lines):
-                return list(self.lines)
-            if self.process.poll() is not None and not self._thread.is_alive():
+            if predicate(lines):
+                return list(lines)
+            if self.process.poll() is not None and not any(t.is_alive() for t in self._threads):
                 break
             time.sleep(0.02)
-        raise AssertionError(f"not seen; output so far: {self.lines}")
+        raise AssertionError(f"not seen; output so far: {self.lines}, stderr: {self.errors}")
 
     def finish(self, timeout: float = 30) -> tuple[int, str]:
         rc = self.process.wait(timeout=timeout)
-        self._thread.join(timeout=5)
-        assert self.process.stderr is not None
-        return rc, self.process.stderr.read()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        return rc, "".join(line + "\n" for line in self.errors)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -409,3 +424,93 @@ def test_tls_mismatch_is_one_line_without_grpc_core_logs(tmp_path: Path) -> None
     finally:
         tls.process.terminate()
         tls.process.wait(timeout=30)
+
+
+def test_qr_says_what_the_session_does_while_there_is_no_code(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Network down while `qr` waits: one line per retry with the close and the wait; back up,
+    a new code; a 440 ends it with one error line naming the final state and its reason."""
+    wa(server, "create", "offline")
+    wa(server, "wait", "offline", "QR_PENDING")
+    qr = Follow(server, "qr", "offline", "--png", "qr.png", "--no-terminal", cwd=tmp_path)
+    try:
+        qr.wait_for(lambda ls: "QR code 1 written to qr.png" in ls)
+        wa(server, "sim", "network", "down")
+        try:
+            retrying = re.compile(
+                r"^offline: RECONNECTING 408 CONNECTION_LOST: .+; retry 2/200 in 0\.\d s$"
+            )
+            qr.wait_for(lambda ls: any(retrying.match(x) for x in ls))
+        finally:
+            wa(server, "sim", "network", "up")
+        qr.wait_for(lambda ls: ls[-1].startswith("QR code "))
+        wa(server, "sim", "disconnect", "offline", "440", "--message", "replaced")
+        rc, err = qr.finish()
+    finally:
+        qr.stop()
+    assert rc == 1
+    assert err.startswith(
+        "wa-sessions: error: offline: the session stopped showing QR codes; "
+        "it is FAILED 440 CONNECTION_REPLACED: replaced (Stopped after 440 "
+    )
+    assert err.count("\n") == 1
+    assert "offline: RECONNECTING 408 CONNECTION_LOST: " in qr.lines[1]  # right after code 1
+
+
+def test_watch_prints_each_change_at_its_own_time(server: ServerProcess) -> None:
+    """Replayed with --resume-token, a change keeps the time it happened (`update_time`), not
+    the time it is printed."""
+    wa(server, "create", "stamp", "--no-start")
+    snapshot = json.loads(wa(server, "watch", "stamp", "--json", "--until", "STOPPED").stdout)
+    wa(server, "start", "stamp")
+    wa(server, "wait", "stamp", "QR_PENDING")
+    time.sleep(2.1)  # a replay now prints at another second than the changes happened
+    replay = ["watch", "stamp", "--resume-token", snapshot["resume_token"]]
+    until = ["--until", "QR_PENDING", "--changes-only"]
+    changes = [json.loads(x) for x in wa(server, *replay, *until, "--json").stdout.splitlines()]
+    lines = wa(server, *replay, *until, "--lines").stdout.splitlines()
+    stamps = [c["session"]["update_time"] for c in changes if c["event"] == "change"]
+    assert len(stamps) >= 2 and len(lines) == len(stamps)
+    for line, stamp in zip(lines, stamps, strict=True):
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+        assert line.startswith(when.strftime("%H:%M:%S") + "  stamp  "), (line, stamp)
+
+
+def test_watch_a_missing_session_is_not_found(server: ServerProcess) -> None:
+    err = wa(server, "watch", "nobody", rc=1).stderr
+    assert err == "wa-sessions: error: NOT_FOUND SESSION_NOT_FOUND: session nobody does not exist\n"
+
+
+def test_watch_says_when_the_server_goes_and_comes_back(tmp_path: Path) -> None:
+    """While the server is down `watch` says so on stderr, once per outage, and says when it is
+    back; the lines on stdout go on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{s.getsockname()[1]}"
+    config = write_config(tmp_path / "config.toml", CONFIG)
+    first = spawn_server(tmp_path / "data", config, "--listen", target)
+    watch = Follow(first, "watch", "--lines")
+    second: ServerProcess | None = None
+    try:
+        watch.wait_for(lambda ls: any("now following changes" in x for x in ls))
+        first.process.terminate()
+        first.process.wait(timeout=30)
+        watch.wait_for(
+            lambda ls: any("reconnecting to the server..." in x for x in ls), stderr=True
+        )
+        time.sleep(1.5)  # several attempts fail meanwhile; still one line
+        second = spawn_server(tmp_path / "data", config, "--listen", target)
+        watch.wait_for(lambda ls: "reconnected to the server" in ls, stderr=True, timeout=30)
+        wa(second, "create", "back", "--no-start")
+        watch.wait_for(lambda ls: any("  back  STOPPED" in x for x in ls))
+    finally:
+        watch.stop()
+        for running in (first, second):
+            if running is not None and running.process.poll() is None:
+                running.process.terminate()
+                running.process.wait(timeout=30)
+    assert watch.errors == [
+        "reconnecting to the server... (UNAVAILABLE)",
+        "reconnected to the server",
+    ]
