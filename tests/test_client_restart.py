@@ -14,7 +14,7 @@ from wasessions import EventKind, ReconnectPolicy, SessionsClient, WatchEvent
 from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 
-from tests.helpers import FAST, ServerProcess, merge, spawn_server, write_config
+from tests.helpers import FAST, ServerProcess, merge, next_message, spawn_server, write_config
 
 #: Long QR windows: nothing changes in the background while the test counts changes.
 CONFIG = merge(FAST, {"engine": "sim", "qr": {"first_timeout_s": 60.0, "timeout_s": 60.0}})
@@ -81,13 +81,13 @@ async def journal_after(target: str, token: str) -> list[str]:
         call = stub.WatchSessions(svc.WatchSessionsRequest(resume_token=token))
         tokens: list[str] = []
         while True:
-            message = await asyncio.wait_for(call.read(), 10)
-            kind = message.WhichOneof("event")  # type: ignore[union-attr]
+            message = await asyncio.wait_for(next_message(call), 10)
+            kind = message.WhichOneof("event")
             if kind == "heartbeat":
                 call.cancel()
                 return tokens
             assert kind in ("change", "deleted"), kind
-            tokens.append(message.resume_token)  # type: ignore[union-attr]
+            tokens.append(message.resume_token)
 
 
 async def test_watch_survives_restarts_exactly_once(servers: Servers, tmp_path: Path) -> None:
