@@ -36,7 +36,7 @@ install: $(STAMP)
 DPKG    ?= dpkg
 APT_GET ?= apt-get
 USER_ID ?= $(shell id -u)
-LIBMAGIC_HINT := the whatsmeow engine needs libmagic1: run `sudo apt-get install -y libmagic1` (`make run ARGS="--engine sim"` needs nothing)
+LIBMAGIC_HINT := the whatsmeow engine needs libmagic1: run `sudo apt-get update && sudo apt-get install -y libmagic1` (`make run ARGS="--engine sim"` needs nothing)
 
 # ok, install (root with apt-get) or missing; evaluated only when a recipe needs it.
 LIBMAGIC = $(shell if ! command -v $(firstword $(DPKG)) >/dev/null 2>&1 || $(DPKG) -s libmagic1 >/dev/null 2>&1; then echo ok; \
@@ -124,7 +124,7 @@ buf-breaking: $(BUF_STAMP)
 	@sh $(BUF_DIR)/breaking.sh
 
 # `--engine sim` in ARGS needs no libmagic1.
-run: $(RUNTIME_STAMP) $(if $(findstring sim,$(ARGS)),,libmagic)
+run: $(RUNTIME_STAMP) $(if $(filter sim --engine=sim,$(ARGS)),,libmagic)
 	$(VENV)/bin/wa-sessions-server $(ARGS)
 
 clean:

@@ -101,7 +101,8 @@ async def test_watch_survives_restarts_exactly_once(servers: Servers, tmp_path: 
         await client.wait_for_state("a", "CONNECTED", timeout=10)
 
         seen: list[WatchEvent] = []
-        watch = client.watch(reconnect=fast)
+        heard: list[tuple[bool, str]] = []
+        watch = client.watch(reconnect=fast, on_connection=lambda *args: heard.append(args))
         async with watch:
             snapshot = [await anext(watch), await anext(watch)]
             assert [e.kind for e in snapshot] == [EventKind.SNAPSHOT, EventKind.SNAPSHOT_COMPLETE]
@@ -140,6 +141,8 @@ async def test_watch_survives_restarts_exactly_once(servers: Servers, tmp_path: 
             causes = [e.cause for e in seen if e.name == "sessions/a"]
             assert causes.count("RESTORED") == 2 and "CLOSED" in causes
             assert watch.reconnects >= 2
+            # Each outage is heard once when it begins and once when it ends.
+            assert heard == [(False, "UNAVAILABLE"), (True, "")] * 2, heard
 
             # A server with another journal cannot resume: an explicit resync and snapshot.
             servers.stop()

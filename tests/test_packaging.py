@@ -80,7 +80,8 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
 def test_makefile_libmagic_check() -> None:
     """The three paths of `make libmagic`, with dpkg/apt-get/id overridden (nothing installed)."""
     hint = (
-        "the whatsmeow engine needs libmagic1: run `sudo apt-get install -y libmagic1` "
+        "the whatsmeow engine needs libmagic1: run "
+        "`sudo apt-get update && sudo apt-get install -y libmagic1` "
         '(`make run ARGS="--engine sim"` needs nothing)'
     )
     present = make("libmagic", "DPKG=true")

@@ -27,7 +27,13 @@ from typing import Any, Self, TypeVar
 
 import grpc
 
-from wasessions.client import QrCode, ReconnectPolicy, SessionsClient, WatchEvent
+from wasessions.client import (
+    ConnectionListener,
+    QrCode,
+    ReconnectPolicy,
+    SessionsClient,
+    WatchEvent,
+)
 from wasessions.v1 import session_pb2 as pb
 from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import simulator_service_pb2 as sim
@@ -179,10 +185,17 @@ class BlockingSessionsClient:
         resume_token: str = "",
         heartbeats: bool = False,
         reconnect: ReconnectPolicy | None = None,
+        on_connection: ConnectionListener | None = None,
     ) -> Iterator[WatchEvent]:
+        """`on_connection` runs on this facade's own thread."""
+
         async def make() -> AsyncIterator[WatchEvent]:
             return self._client.watch(
-                names, resume_token=resume_token, heartbeats=heartbeats, reconnect=reconnect
+                names,
+                resume_token=resume_token,
+                heartbeats=heartbeats,
+                reconnect=reconnect,
+                on_connection=on_connection,
             )
 
         return self._iterate(self._run(make()))
