@@ -2,19 +2,53 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# Two stamps: what `make run` needs (the client, then the server) and, on top, the test tools.
+RUNTIME_STAMP := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/wasessions/v1/*.proto)
 GEN    := client
 
-.PHONY: install proto check-proto lint typecheck pytest test run clean node-deps stubs buf buf-lint buf-breaking bench bench-quick
+.PHONY: install install-runtime libmagic proto check-proto lint typecheck pytest test run clean node-deps stubs buf buf-lint buf-breaking bench bench-quick
 
-$(STAMP): pyproject.toml
+# NOTE: ./client (the wa-sessions-client distribution) goes in first: the server depends on it
+# by name, and pip must find it installed rather than look it up on a package index.
+$(RUNTIME_STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	@# NOTE: a venv from before the split holds `wa-sessions` (client and server in one).
+	@$(PY) -m pip uninstall -q -y wa-sessions 2>/dev/null || true
+	$(PY) -m pip install -q -e ./client
+	$(PY) -m pip install -q -e .
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+install-runtime: $(RUNTIME_STAMP)
+
 install: $(STAMP)
+
+# The whatsmeow engine (the default) loads Debian's libmagic1 when it starts. Root with apt-get
+# installs it; anyone else gets the one command to run. The sim engine needs nothing.
+# NOTE: DPKG, APT_GET and USER_ID can be overridden to check this logic without changing the
+# machine, e.g. `make libmagic DPKG=false USER_ID=1000`.
+DPKG    ?= dpkg
+APT_GET ?= apt-get
+USER_ID ?= $(shell id -u)
+LIBMAGIC_HINT := the whatsmeow engine needs libmagic1: run `sudo apt-get update && sudo apt-get install -y libmagic1` (`make run ARGS="--engine sim"` needs nothing)
+
+# ok, install (root with apt-get) or missing; evaluated only when a recipe needs it.
+LIBMAGIC = $(shell if ! command -v $(firstword $(DPKG)) >/dev/null 2>&1 || $(DPKG) -s libmagic1 >/dev/null 2>&1; then echo ok; \
+	elif [ "$(USER_ID)" = 0 ] && command -v $(firstword $(APT_GET)) >/dev/null 2>&1; then echo install; else echo missing; fi)
+
+libmagic:
+	$(if $(filter missing,$(LIBMAGIC)),$(error $(LIBMAGIC_HINT)))
+	@if [ "$(LIBMAGIC)" = install ]; then \
+		echo "installing libmagic1 (the whatsmeow engine needs it)"; \
+		DEBIAN_FRONTEND=noninteractive $(APT_GET) update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends libmagic1 >/dev/null; \
+	fi
 
 # Generated code comes from this one command and is committed.
 define protoc
@@ -44,7 +78,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) libmagic
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 test: check-proto lint typecheck buf stubs pytest bench-quick
@@ -89,7 +123,8 @@ buf-lint: $(BUF_STAMP)
 buf-breaking: $(BUF_STAMP)
 	@sh $(BUF_DIR)/breaking.sh
 
-run: $(STAMP)
+# `--engine sim` in ARGS needs no libmagic1.
+run: $(RUNTIME_STAMP) $(if $(filter sim --engine=sim,$(ARGS)),,libmagic)
 	$(VENV)/bin/wa-sessions-server $(ARGS)
 
 clean:

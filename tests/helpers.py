@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.rpc import error_details_pb2
@@ -129,8 +129,8 @@ async def start_server(data_dir: Path, config: Mapping[str, Any] | None = None) 
     return Running(
         server,
         channel,
-        svc_grpc.SessionServiceStub(channel),  # type: ignore[arg-type]
-        sim_grpc.SimulatorServiceStub(channel),  # type: ignore[arg-type]
+        svc_grpc.SessionServiceStub(channel),
+        sim_grpc.SimulatorServiceStub(channel),
         data_dir,
     )
 
@@ -140,9 +140,19 @@ async def stop_server(running: Running) -> None:
     await running.server.stop()
 
 
+_Response = TypeVar("_Response")
+
+
+async def next_message(call: grpc.aio.UnaryStreamCall[Any, _Response]) -> _Response:
+    """The next message of a stream, typed (`call.read()` may return EOF); fails at the end."""
+    message = await call.read()
+    assert message is not grpc.aio.EOF, "the stream ended"
+    return cast(_Response, message)
+
+
 def error_info(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, list[str]]:
     """(code, ErrorInfo reason, BadRequest fields) of a failed call."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     reason, fields = "", []
     assert status is not None, f"no rich status on {error}"
     for detail in status.details:

@@ -13,7 +13,9 @@ _HALF = {"\u2588": (True, True), "\u2580": (True, False), "\u2584": (False, True
 
 
 def decode_image(image: Image.Image) -> list[str]:
-    found = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode, try_invert=False)
+    found = zxingcpp.read_barcodes(
+        image, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode), try_invert=False
+    )
     return [b.text for b in found]
 
 

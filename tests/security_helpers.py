@@ -46,7 +46,7 @@ def _with_key(details: Any, key: str) -> Any:
     return details._replace(metadata=tuple(details.metadata or ()) + bearer(key))
 
 
-class _KeyUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+class _KeyUnary(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, key: str) -> None:
         self._key = key
 
@@ -54,7 +54,7 @@ class _KeyUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
         return await continuation(_with_key(details, self._key), request)
 
 
-class _KeyStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
+class _KeyStream(grpc.aio.UnaryStreamClientInterceptor):
     # NOTE: grpc.aio files each interceptor under one kind only: one class per kind.
     def __init__(self, key: str) -> None:
         self._key = key
@@ -71,8 +71,8 @@ def keyed(running: Running, key: str) -> Running:
     return dataclasses.replace(
         running,
         channel=channel,
-        sessions=svc_grpc.SessionServiceStub(channel),  # type: ignore[arg-type]
-        sim=sim_grpc.SimulatorServiceStub(channel),  # type: ignore[arg-type]
+        sessions=svc_grpc.SessionServiceStub(channel),
+        sim=sim_grpc.SimulatorServiceStub(channel),
     )
 
 
@@ -126,10 +126,10 @@ async def call_raw(
     """Calls `rpc` with raw request bytes; returns the raw responses (reads at most 2 of a
     stream, then cancels it)."""
     if not rpc.server_streaming:
-        unary = channel.unary_unary(rpc.path)
+        unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(rpc.path)
         response = await unary(request, metadata=metadata, timeout=timeout)
         return [response]
-    stream = channel.unary_stream(rpc.path)
+    stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(rpc.path)
     call = stream(request, metadata=metadata, timeout=timeout)
     out: list[bytes] = []
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
@@ -45,7 +47,7 @@ async def test_longest_valid_id_works(srv: Running) -> None:
 
 
 async def test_unknown_session_is_not_found(srv: Running) -> None:
-    calls = [
+    calls: list[Awaitable[object]] = [
         srv.sessions.GetSession(svc.GetSessionRequest(name="sessions/nope")),
         srv.sessions.StartSession(svc.StartSessionRequest(name="sessions/nope")),
         srv.sessions.StopSession(svc.StopSessionRequest(name="sessions/nope")),

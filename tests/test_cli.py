@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from wasessions import BlockingSessionsClient, cli
 
 from tests.helpers import FAST, ServerProcess, merge, spawn_server, write_config
 from tests.qr_decode import decode_png, decode_terminal
+from tests.security_helpers import make_pki
 
 WA = str(Path(sys.executable).parent / "wa-sessions")
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,42 +73,54 @@ def wa(
 
 
 class Follow:
-    """A long-running `wa-sessions` subprocess whose stdout lines are collected."""
+    """A long-running `wa-sessions` subprocess whose stdout and stderr lines are collected."""
 
-    def __init__(self, server: ServerProcess, *args: str, cwd: Path | None = None) -> None:
+    def __init__(
+        self, server: ServerProcess, *args: str, cwd: Path | None = None, target: str = ""
+    ) -> None:
         self.process = subprocess.Popen(
             [WA, *args],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env_for(server.target),
+            env=env_for(target or server.target),
             stdin=subprocess.DEVNULL,
         )
         self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
+        self.errors: list[str] = []
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._threads = [
+            threading.Thread(target=self._pump, args=(pipe, into), daemon=True)
+            for pipe, into in (
+                (self.process.stdout, self.lines),
+                (self.process.stderr, self.errors),
+            )
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+    @staticmethod
+    def _pump(pipe: IO[str], into: list[str]) -> None:
+        for line in pipe:
+            into.append(line.rstrip("\n"))
 
-    def wait_for(self, predicate: Any, timeout: float = 20) -> list[str]:
+    def wait_for(self, predicate: Any, timeout: float = 20, stderr: bool = False) -> list[str]:
+        lines = self.errors if stderr else self.lines
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if predicate(self.lines):
-                return list(self.lines)
-            if self.process.poll() is not None and not self._thread.is_alive():
+            if predicate(lines):
+                return list(lines)
+            if self.process.poll() is not None and not any(t.is_alive() for t in self._threads):
                 break
             time.sleep(0.02)
-        raise AssertionError(f"not seen; output so far: {self.lines}")
+        raise AssertionError(f"not seen; output so far: {self.lines}, stderr: {self.errors}")
 
     def finish(self, timeout: float = 30) -> tuple[int, str]:
         rc = self.process.wait(timeout=timeout)
-        self._thread.join(timeout=5)
-        assert self.process.stderr is not None
-        return rc, self.process.stderr.read()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        return rc, "".join(line + "\n" for line in self.errors)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -322,7 +338,7 @@ def test_help_on_every_command(command: list[str], capsys: pytest.CaptureFixture
     assert exited.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith(f"usage: wa-sessions {' '.join(command)}".rstrip())
-    if command and command != ["sim"]:
+    if command:  # the connection flags are on every parser, `sim` included
         assert "--server" in text
 
 
@@ -331,3 +347,170 @@ def test_help_runs_as_console_script() -> None:
     assert done.returncode == 0
     for name in ("create", "qr", "watch", "policy", "sim"):
         assert name in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("session", "line"),
+    [
+        ("pos1", "--server {t} --json sim scan {s}"),
+        ("pos2", "sim --server {t} --json scan {s}"),
+        ("pos3", "sim scan --server {t} {s} --json"),
+        ("pos4", "--json sim scan {s} --server {t}"),
+    ],
+)
+def test_global_flags_in_every_position(server: ServerProcess, session: str, line: str) -> None:
+    """`--server`/`--json` before or after `sim` and `scan` (the environment points nowhere, so
+    only the flag can reach the server)."""
+    nowhere = env_for("127.0.0.1:1")
+    wa(server, "create", session, "--server", server.target, env=nowhere)
+    wa(server, "wait", session, "QR_PENDING")
+    done = wa(server, *shlex.split(line.format(t=server.target, s=session)), env=nowhere)
+    assert json.loads(done.stdout) == {"ok": True, "done": "scanned", "name": f"sessions/{session}"}
+    wa(server, "wait", session, "CONNECTED")
+
+
+@pytest.mark.parametrize(
+    ("given", "target"),
+    [
+        ("127.0.0.1", "127.0.0.1:50051"),
+        ("localhost", "localhost:50051"),
+        ("127.0.0.1:7000", "127.0.0.1:7000"),
+        ("[::1]", "[::1]:50051"),
+        ("[::1]:7000", "[::1]:7000"),
+        ("::1", "[::1]:50051"),
+        ("dns:///example.com:7000", "dns:///example.com:7000"),
+        ("unix:/tmp/wa.sock", "unix:/tmp/wa.sock"),
+    ],
+)
+def test_server_without_a_port_means_50051(given: str, target: str) -> None:
+    assert cli.server_target(given) == target
+
+
+def test_a_host_without_port_dials_50051(server: ServerProcess) -> None:
+    """The CLI dials (and names) port 50051, not gRPC's 443."""
+    done = subprocess.run(
+        [WA, "list", "--server", "127.0.0.1", "--timeout", "3"],
+        capture_output=True,
+        text=True,
+        env=env_for("127.0.0.1:1"),
+        timeout=60,
+    )
+    assert "443" not in done.stderr
+    if done.returncode != 0:  # NOTE: on a shared machine a server may listen on 50051
+        assert done.stderr.startswith(
+            "wa-sessions: error: cannot reach the server at 127.0.0.1:50051 "
+        )
+        assert "127.0.0.1:50051: " in done.stderr
+
+
+def test_tls_mismatch_is_one_line_without_grpc_core_logs(tmp_path: Path) -> None:
+    """Against a TLS server: a plaintext CLI, and a TLS CLI that does not trust the server's
+    certificate, each print exactly one line (gRPC's C core stays quiet); a GRPC_VERBOSITY the
+    user set is respected."""
+    pki = make_pki(tmp_path / "pki")
+    config = merge(CONFIG, {"tls_cert": str(pki.server_cert), "tls_key": str(pki.server_key)})
+    tls = spawn_server(tmp_path / "data", write_config(tmp_path / "config.toml", config))
+    env = {k: v for k, v in env_for(tls.target).items() if k != "GRPC_VERBOSITY"}
+    try:
+        for flags in ([], ["--tls"]):
+            err = wa(tls, "list", "--timeout", "5", *flags, env=env, rc=1).stderr
+            assert err.startswith(f"wa-sessions: error: cannot reach the server at {tls.target} ")
+            assert err.count("\n") == 1, err
+        loud = wa(
+            tls, "list", "--tls", "--timeout", "5", env={**env, "GRPC_VERBOSITY": "INFO"}, rc=1
+        )
+        assert "Handshake failed" in loud.stderr and loud.stderr.count("\n") > 1
+        assert wa(tls, "list", "--ca-file", str(pki.ca), env=env).stderr == "no sessions\n"
+    finally:
+        tls.process.terminate()
+        tls.process.wait(timeout=30)
+
+
+def test_qr_says_what_the_session_does_while_there_is_no_code(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Network down while `qr` waits: one line per retry with the close and the wait; back up,
+    a new code; a 440 ends it with one error line naming the final state and its reason."""
+    wa(server, "create", "offline")
+    wa(server, "wait", "offline", "QR_PENDING")
+    qr = Follow(server, "qr", "offline", "--png", "qr.png", "--no-terminal", cwd=tmp_path)
+    try:
+        qr.wait_for(lambda ls: "QR code 1 written to qr.png" in ls)
+        wa(server, "sim", "network", "down")
+        try:
+            retrying = re.compile(
+                r"^offline: RECONNECTING 408 CONNECTION_LOST: .+; retry 2/200 in 0\.\d s$"
+            )
+            qr.wait_for(lambda ls: any(retrying.match(x) for x in ls))
+        finally:
+            wa(server, "sim", "network", "up")
+        qr.wait_for(lambda ls: ls[-1].startswith("QR code "))
+        wa(server, "sim", "disconnect", "offline", "440", "--message", "replaced")
+        rc, err = qr.finish()
+    finally:
+        qr.stop()
+    assert rc == 1
+    assert err.startswith(
+        "wa-sessions: error: offline: the session stopped showing QR codes; "
+        "it is FAILED 440 CONNECTION_REPLACED: replaced (Stopped after 440 "
+    )
+    assert err.count("\n") == 1
+    assert "offline: RECONNECTING 408 CONNECTION_LOST: " in qr.lines[1]  # right after code 1
+
+
+def test_watch_prints_each_change_at_its_own_time(server: ServerProcess) -> None:
+    """Replayed with --resume-token, a change keeps the time it happened (`update_time`), not
+    the time it is printed."""
+    wa(server, "create", "stamp", "--no-start")
+    snapshot = json.loads(wa(server, "watch", "stamp", "--json", "--until", "STOPPED").stdout)
+    wa(server, "start", "stamp")
+    wa(server, "wait", "stamp", "QR_PENDING")
+    time.sleep(2.1)  # a replay now prints at another second than the changes happened
+    replay = ["watch", "stamp", "--resume-token", snapshot["resume_token"]]
+    until = ["--until", "QR_PENDING", "--changes-only"]
+    changes = [json.loads(x) for x in wa(server, *replay, *until, "--json").stdout.splitlines()]
+    lines = wa(server, *replay, *until, "--lines").stdout.splitlines()
+    stamps = [c["session"]["update_time"] for c in changes if c["event"] == "change"]
+    assert len(stamps) >= 2 and len(lines) == len(stamps)
+    for line, stamp in zip(lines, stamps, strict=True):
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+        assert line.startswith(when.strftime("%H:%M:%S") + "  stamp  "), (line, stamp)
+
+
+def test_watch_a_missing_session_is_not_found(server: ServerProcess) -> None:
+    err = wa(server, "watch", "nobody", rc=1).stderr
+    assert err == "wa-sessions: error: NOT_FOUND SESSION_NOT_FOUND: session nobody does not exist\n"
+
+
+def test_watch_says_when_the_server_goes_and_comes_back(tmp_path: Path) -> None:
+    """While the server is down `watch` says so on stderr, once per outage, and says when it is
+    back; the lines on stdout go on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{s.getsockname()[1]}"
+    config = write_config(tmp_path / "config.toml", CONFIG)
+    first = spawn_server(tmp_path / "data", config, "--listen", target)
+    watch = Follow(first, "watch", "--lines")
+    second: ServerProcess | None = None
+    try:
+        watch.wait_for(lambda ls: any("now following changes" in x for x in ls))
+        first.process.terminate()
+        first.process.wait(timeout=30)
+        watch.wait_for(
+            lambda ls: any("reconnecting to the server..." in x for x in ls), stderr=True
+        )
+        time.sleep(1.5)  # several attempts fail meanwhile; still one line
+        second = spawn_server(tmp_path / "data", config, "--listen", target)
+        watch.wait_for(lambda ls: "reconnected to the server" in ls, stderr=True, timeout=30)
+        wa(second, "create", "back", "--no-start")
+        watch.wait_for(lambda ls: any("  back  STOPPED" in x for x in ls))
+    finally:
+        watch.stop()
+        for running in (first, second):
+            if running is not None and running.process.poll() is None:
+                running.process.terminate()
+                running.process.wait(timeout=30)
+    assert watch.errors == [
+        "reconnecting to the server... (UNAVAILABLE)",
+        "reconnected to the server",
+    ]

@@ -25,6 +25,8 @@ from wasessions import (
 )
 from wasessions.errors import PermissionDeniedError, UnauthenticatedError, UnavailableError
 from wasessions.v1 import session_pb2 as pb
+from wasessions.v1 import session_service_pb2 as svc
+from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 
 from tests.conftest import ServerFactory
 from tests.helpers import FAST, Running
@@ -299,6 +301,43 @@ async def test_blocking_facade(make_server: ServerFactory) -> None:
     assert value.startswith("2@")
     assert rest == "PAIRED SESSION_NOT_FOUND"
     assert states[-1] == "CONNECTED"
+
+
+async def test_a_ready_channel_is_used_and_left_open(make_server: ServerFactory) -> None:
+    """`channel=`: the client calls through the caller's channel and leaves it open."""
+    running = await make_server(LONG_QR)
+    target = running.server.target
+    channel = grpc.aio.insecure_channel(target)
+    try:
+        async with SessionsClient(channel=channel) as client:
+            created = await client.create_session("chan", skip_start=True)
+            assert created.name == "sessions/chan" and client.target == ""
+        # Closed client, open channel: a second client (and the raw stub) still get through.
+        async with SessionsClient(channel=channel) as again:
+            assert (await again.get_session("chan")).state == S.STOPPED
+        stub = svc_grpc.SessionServiceStub(channel)
+        got = await stub.GetSession(svc.GetSessionRequest(name="sessions/chan"), timeout=5)
+        assert got.name == "sessions/chan"
+        assert channel.get_state() is grpc.ChannelConnectivity.READY
+    finally:
+        await channel.close()
+    with pytest.raises(ValueError, match="either a ready channel or a target"):
+        SessionsClient(target, channel=channel)
+    with pytest.raises(ValueError, match="needs a target"):
+        SessionsClient()
+
+    made: list[grpc.aio.Channel] = []
+
+    def make_channel() -> grpc.aio.Channel:
+        made.append(grpc.aio.insecure_channel(target))
+        return made[-1]
+
+    def blocking() -> str:
+        with BlockingSessionsClient(channel=make_channel) as client:
+            return client.get_session("chan").name
+
+    assert await asyncio.to_thread(blocking) == "sessions/chan"
+    assert len(made) == 1
 
 
 async def test_tls_and_mutual_tls_from_client_and_cli(

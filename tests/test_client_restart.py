@@ -14,7 +14,7 @@ from wasessions import EventKind, ReconnectPolicy, SessionsClient, WatchEvent
 from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 
-from tests.helpers import FAST, ServerProcess, merge, spawn_server, write_config
+from tests.helpers import FAST, ServerProcess, merge, next_message, spawn_server, write_config
 
 #: Long QR windows: nothing changes in the background while the test counts changes.
 CONFIG = merge(FAST, {"engine": "sim", "qr": {"first_timeout_s": 60.0, "timeout_s": 60.0}})
@@ -81,13 +81,13 @@ async def journal_after(target: str, token: str) -> list[str]:
         call = stub.WatchSessions(svc.WatchSessionsRequest(resume_token=token))
         tokens: list[str] = []
         while True:
-            message = await asyncio.wait_for(call.read(), 10)
-            kind = message.WhichOneof("event")  # type: ignore[union-attr]
+            message = await asyncio.wait_for(next_message(call), 10)
+            kind = message.WhichOneof("event")
             if kind == "heartbeat":
                 call.cancel()
                 return tokens
             assert kind in ("change", "deleted"), kind
-            tokens.append(message.resume_token)  # type: ignore[union-attr]
+            tokens.append(message.resume_token)
 
 
 async def test_watch_survives_restarts_exactly_once(servers: Servers, tmp_path: Path) -> None:
@@ -101,7 +101,8 @@ async def test_watch_survives_restarts_exactly_once(servers: Servers, tmp_path: 
         await client.wait_for_state("a", "CONNECTED", timeout=10)
 
         seen: list[WatchEvent] = []
-        watch = client.watch(reconnect=fast)
+        heard: list[tuple[bool, str]] = []
+        watch = client.watch(reconnect=fast, on_connection=lambda *args: heard.append(args))
         async with watch:
             snapshot = [await anext(watch), await anext(watch)]
             assert [e.kind for e in snapshot] == [EventKind.SNAPSHOT, EventKind.SNAPSHOT_COMPLETE]
@@ -140,6 +141,8 @@ async def test_watch_survives_restarts_exactly_once(servers: Servers, tmp_path: 
             causes = [e.cause for e in seen if e.name == "sessions/a"]
             assert causes.count("RESTORED") == 2 and "CLOSED" in causes
             assert watch.reconnects >= 2
+            # Each outage is heard once when it begins and once when it ends.
+            assert heard == [(False, "UNAVAILABLE"), (True, "")] * 2, heard
 
             # A server with another journal cannot resume: an explicit resync and snapshot.
             servers.stop()

@@ -21,7 +21,15 @@ from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
 from wasessions_server.store import FileCredentialVault
 
 from tests.conftest import ServerFactory
-from tests.helpers import FAST, Running, S, spawn_server, stop_server, write_config
+from tests.helpers import (
+    FAST,
+    Running,
+    S,
+    next_message,
+    spawn_server,
+    stop_server,
+    write_config,
+)
 
 
 async def test_restart_restores_what_was_running(
@@ -40,7 +48,7 @@ async def test_restart_restores_what_was_running(
     watch = first.sessions.WatchSessions(svc.WatchSessionsRequest())
     token = ""
     while True:
-        message = await watch.read()
+        message = await next_message(watch)
         token = message.resume_token
         if message.WhichOneof("event") == "snapshot_complete":
             break
@@ -68,7 +76,7 @@ async def test_restart_restores_what_was_running(
         while (
             svc.SessionChange.RESTORED not in causes or svc.SessionChange.QR_ABANDONED not in causes
         ):
-            message = await resumed.read()
+            message = await next_message(resumed)
             kinds.append(message.WhichOneof("event"))
             causes.append(message.change.cause)
     assert "snapshot" not in kinds and "resync" not in kinds
@@ -117,7 +125,7 @@ def test_sigterm_drains_and_keeps_credentials(tmp_path: Path) -> None:
     with pytest.raises(grpc.RpcError) as ended:
         for _ in stream:
             pass
-    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
     assert proc.process.wait(timeout=20) == 0
     channel.close()
     assert "logout" not in "".join(proc.log).lower()
@@ -254,7 +262,7 @@ async def test_shutdown_ends_qr_streams_unavailable(srv: Running) -> None:
 
     await srv.create("q")
     stream = srv.sessions.WatchQrCodes(svc.WatchQrCodesRequest(name="sessions/q"))
-    assert (await stream.read()).sequence == 1
+    assert (await next_message(stream)).sequence == 1
     stopping = asyncio.create_task(srv.server.stop())
     with pytest.raises(_grpc.aio.AioRpcError) as ended:
         while await stream.read() is not _grpc.aio.EOF:

@@ -14,7 +14,7 @@ import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -137,19 +137,23 @@ def _scalar(field: pb_descriptor.FieldDescriptor) -> st.SearchStrategy[Any]:
 
 
 def _is_map(field: pb_descriptor.FieldDescriptor) -> bool:
+    entry = field.message_type
     return (
         field.type == pb_descriptor.FieldDescriptor.TYPE_MESSAGE
-        and field.message_type.GetOptions().map_entry
+        and entry is not None
+        and entry.GetOptions().map_entry
     )
 
 
 @st.composite
 def messages(draw: Any, cls: type[pb_message.Message], depth: int = 0) -> pb_message.Message:
     message = cls()
-    for field in cls.DESCRIPTOR.fields:
+    # NOTE: the stubs also allow upb's descriptor types; these are the same objects at runtime.
+    for field in cast(pb_descriptor.Descriptor, cls.DESCRIPTOR).fields:
         if not draw(st.booleans()):
             continue
         if _is_map(field):
+            assert field.message_type is not None
             _, value_field = field.message_type.fields
             entries = draw(
                 st.dictionaries(
@@ -165,6 +169,7 @@ def messages(draw: Any, cls: type[pb_message.Message], depth: int = 0) -> pb_mes
         elif field.type == pb_descriptor.FieldDescriptor.TYPE_MESSAGE:
             if depth > 1:
                 continue
+            assert field.message_type is not None
             sub_cls = _message_class(field.message_type)
             if field.is_repeated:
                 for sub in draw(st.lists(messages(sub_cls, depth + 1), max_size=2)):
@@ -194,9 +199,11 @@ def _message_class(descriptor: pb_descriptor.Descriptor) -> type[pb_message.Mess
 def _call(channel: grpc.Channel, rpc: Rpc, request: bytes) -> grpc.StatusCode:
     try:
         if not rpc.server_streaming:
-            channel.unary_unary(rpc.path)(request, timeout=20)
+            unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(rpc.path)
+            unary(request, timeout=20)
             return grpc.StatusCode.OK
-        stream = channel.unary_stream(rpc.path)(request, timeout=3)
+        streaming: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(rpc.path)
+        stream = streaming(request, timeout=3)
         try:
             for _ in stream:
                 break  # the first message is enough: the handler ran
@@ -204,7 +211,7 @@ def _call(channel: grpc.Channel, rpc: Rpc, request: bytes) -> grpc.StatusCode:
             stream.cancel()
         return grpc.StatusCode.OK
     except grpc.RpcError as error:
-        code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
+        code: grpc.StatusCode = error.code()
         if code == grpc.StatusCode.CANCELLED:
             return grpc.StatusCode.OK  # we cancelled it
         if code == grpc.StatusCode.DEADLINE_EXCEEDED and rpc.server_streaming:

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any, cast
 
 import grpc
 import pytest
 from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import simulator_service_pb2 as sim
 
-from tests.helpers import Running, S, error_info
+from tests.helpers import Running, S, error_info, next_message
 
 QR = svc.QrCode
 
 
-async def _read_all(call: grpc.aio.UnaryStreamCall) -> list[svc.QrCode]:  # type: ignore[type-arg]
+async def _read_all(call: grpc.aio.UnaryStreamCall[Any, svc.QrCode]) -> list[svc.QrCode]:
     out = []
     while (message := await call.read()) is not grpc.aio.EOF:
-        out.append(message)
+        out.append(cast(svc.QrCode, message))
     return out
 
 
@@ -27,7 +28,7 @@ async def test_qr_login_end_to_end(srv: Running) -> None:
     assert created.state == S.CONNECTING
     assert not created.has_credentials
     stream = srv.sessions.WatchQrCodes(svc.WatchQrCodesRequest(name="sessions/alice"))
-    first = await stream.read()
+    first = await next_message(stream)
     assert first.value.startswith("2@") and first.sequence == 1
     assert first.expire_time.ToNanoseconds() > 0
     assert first.outcome == QR.OUTCOME_UNSPECIFIED
@@ -55,9 +56,9 @@ async def test_watch_qr_codes_gives_the_current_code_at_once(srv: Running) -> No
     await srv.create("bob")
     await srv.wait_state("bob", S.QR_PENDING)
     first = srv.sessions.WatchQrCodes(svc.WatchQrCodesRequest(name="sessions/bob"))
-    a = await first.read()
+    a = await next_message(first)
     late = srv.sessions.WatchQrCodes(svc.WatchQrCodesRequest(name="sessions/bob"))
-    b = await late.read()
+    b = await next_message(late)
     assert a.value == b.value and a.sequence == b.sequence == 1
     first.cancel()
     late.cancel()

@@ -17,7 +17,7 @@ from wasessions.v1 import session_service_pb2 as svc
 from wasessions_server.logfmt import JsonFormatter
 
 from tests.conftest import ServerFactory
-from tests.helpers import S, spawn_server, write_config
+from tests.helpers import S, next_message, spawn_server, write_config
 from tests.security_helpers import SIM_FAST, sample, scrape, terminate
 
 SVC = "/wasessions.v1.SessionService"
@@ -45,7 +45,7 @@ async def test_scraped_metrics_tell_what_happened(make_server: ServerFactory) ->
     with pytest.raises(grpc.aio.AioRpcError):
         await running.get("missing")
     watch = running.sessions.WatchSessions(svc.WatchSessionsRequest())
-    assert (await watch.read()).HasField("snapshot")
+    assert (await next_message(watch)).HasField("snapshot")
     text = await _scrape(port)
     assert sample(text, "wasessions_sessions", state="CONNECTED", engine="sim") == 1
     assert sample(text, "wasessions_sessions", state="STOPPED", engine="sim") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import grpc
 import pytest
@@ -10,7 +11,7 @@ from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import simulator_service_pb2 as sim
 
 from tests.conftest import ServerFactory
-from tests.helpers import Running, S, error_info
+from tests.helpers import Running, S, error_info, next_message
 
 
 async def test_stop_during_backoff_stops_the_retries(make_server: ServerFactory) -> None:
@@ -33,14 +34,14 @@ async def test_logout_and_delete_during_the_qr_phase(srv: Running) -> None:
     await srv.wait_state("a", S.QR_PENDING)
     watch_a = srv.sessions.WatchQrCodes(svc.WatchQrCodesRequest(name="sessions/a"))
     watch_b = srv.sessions.WatchQrCodes(svc.WatchQrCodesRequest(name="sessions/b"))
-    assert (await watch_a.read()).value and (await watch_b.read()).value
+    assert (await next_message(watch_a)).value and (await next_message(watch_b)).value
     out = await srv.sessions.LogoutSession(svc.LogoutSessionRequest(name="sessions/a"))
     assert out.state == S.LOGGED_OUT and out.required_action == S.SCAN_QR
     await srv.sessions.DeleteSession(svc.DeleteSessionRequest(name="sessions/b"))
     for stream in (watch_a, watch_b):
-        last = None
+        last: svc.QrCode | None = None
         while (message := await stream.read()) is not grpc.aio.EOF:
-            last = message
+            last = cast(svc.QrCode, message)
         assert last is not None and last.outcome == svc.QrCode.STOPPED
 
 

@@ -18,7 +18,7 @@ from wasessions_server.errors import ConfigError
 from wasessions_server.security import Role, parse_api_keys
 
 from tests.conftest import ServerFactory
-from tests.helpers import S, error_info, spawn_server, write_config
+from tests.helpers import S, error_info, next_message, spawn_server, write_config
 from tests.security_helpers import (
     FULL_KEY,
     HASHED_KEY,
@@ -104,7 +104,7 @@ async def test_full_and_hashed_keys_work_read_keys_only_read(
         assert [s.name for s in listed.sessions] == ["sessions/alpha"]
         await reader.sessions.GetPolicy(svc.GetPolicyRequest())
         watch = reader.sessions.WatchSessions(svc.WatchSessionsRequest())
-        first = await watch.read()
+        first = await next_message(watch)
         assert first.snapshot.name == "sessions/alpha"
         watch.cancel()
         for rpc in all_rpcs():
@@ -241,10 +241,12 @@ def test_server_says_at_start_whether_keys_are_needed(tmp_path: Path, keys_file:
         assert FULL_KEY not in text and READ_KEY not in text
         assert keyed_server.target.startswith("0.0.0.0:")
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            get = channel.unary_unary("/wasessions.v1.SessionService/GetPolicy")
+            get: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                "/wasessions.v1.SessionService/GetPolicy"
+            )
             with pytest.raises(grpc.RpcError) as raised:
                 get(b"", timeout=10)
-            assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+            assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
             get(b"", metadata=bearer(FULL_KEY), timeout=10)
     finally:
         assert terminate(keyed_server.process, f"127.0.0.1:{port}") == 0

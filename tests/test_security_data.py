@@ -19,7 +19,7 @@ from wasessions.v1 import simulator_service_pb2 as sim
 from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
 
 from tests.conftest import ServerFactory
-from tests.helpers import S, error_info, spawn_server, write_config
+from tests.helpers import S, error_info, next_message, spawn_server, write_config
 from tests.security_helpers import FULL_KEY, SIM_FAST, bearer, keyed, terminate, write_keys
 
 PROXY_PASSWORD = "pr0xy-s3cret-pass"
@@ -165,7 +165,7 @@ async def test_streams_per_client_are_limited(make_server: ServerFactory, tmp_pa
     try:
         streams = [client.sessions.WatchSessions(svc.WatchSessionsRequest()) for _ in range(3)]
         for stream in streams:
-            assert (await stream.read()).HasField("snapshot_complete")
+            assert (await next_message(stream)).HasField("snapshot_complete")
         extra = client.sessions.WatchSessions(svc.WatchSessionsRequest())
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await extra.read()
@@ -178,7 +178,7 @@ async def test_streams_per_client_are_limited(make_server: ServerFactory, tmp_pa
             await watch.read()
         assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         theirs = other.sessions.WatchSessions(svc.WatchSessionsRequest())
-        assert (await theirs.read()).HasField("snapshot_complete")
+        assert (await next_message(theirs)).HasField("snapshot_complete")
         theirs.cancel()
         # Unary calls are not streams.
         await client.sessions.GetPolicy(svc.GetPolicyRequest())
@@ -188,7 +188,7 @@ async def test_streams_per_client_are_limited(make_server: ServerFactory, tmp_pa
         while True:
             again = client.sessions.WatchSessions(svc.WatchSessionsRequest())
             try:
-                assert (await again.read()).HasField("snapshot_complete")
+                assert (await next_message(again)).HasField("snapshot_complete")
                 break
             except grpc.aio.AioRpcError as error:
                 assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

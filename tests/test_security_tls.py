@@ -33,7 +33,7 @@ def _tls_channel(
 
 
 async def _policy(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()) -> None:
-    stub = svc_grpc.SessionServiceStub(channel)  # type: ignore[arg-type]
+    stub = svc_grpc.SessionServiceStub(channel)
     await stub.GetPolicy(svc.GetPolicyRequest(), metadata=metadata, timeout=10)
 
 
@@ -48,7 +48,7 @@ async def test_tls_serves_only_tls(make_server: ServerFactory, pki: Pki) -> None
     running = await make_server({"tls_cert": str(pki.server_cert), "tls_key": str(pki.server_key)})
     target = running.server.target
     async with _tls_channel(target, pki) as channel:
-        stub = svc_grpc.SessionServiceStub(channel)  # type: ignore[arg-type]
+        stub = svc_grpc.SessionServiceStub(channel)
         created = await stub.CreateSession(
             svc.CreateSessionRequest(session_id="tls", skip_start=True)
         )

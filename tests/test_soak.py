@@ -11,6 +11,7 @@ import os
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from pathlib import Path
 
 import grpc
@@ -46,8 +47,8 @@ def _rss_kib(pid: int) -> int:
 class Soak:
     def __init__(self, target: str, deadline: float) -> None:
         self.channel = grpc.aio.insecure_channel(target)
-        self.sessions = svc_grpc.SessionServiceStub(self.channel)  # type: ignore[arg-type]
-        self.sim = sim_grpc.SimulatorServiceStub(self.channel)  # type: ignore[arg-type]
+        self.sessions = svc_grpc.SessionServiceStub(self.channel)
+        self.sim = sim_grpc.SimulatorServiceStub(self.channel)
         self.deadline = deadline
         self.calls: Counter[str] = Counter()
         self.unexpected: list[str] = []
@@ -58,11 +59,11 @@ class Soak:
         return time.monotonic() < self.deadline
 
     async def _call(
-        self, op: str, call: object, allowed: tuple[grpc.StatusCode, ...] = ()
+        self, op: str, call: Awaitable[object], allowed: tuple[grpc.StatusCode, ...] = ()
     ) -> object:
         try:
             # NOTE: a call that never returns would hang the soak: bound every call.
-            result = await asyncio.wait_for(call, CALL_TIMEOUT)  # type: ignore[arg-type]
+            result = await asyncio.wait_for(call, CALL_TIMEOUT)
         except TimeoutError:
             self.unexpected.append(f"{op}: no answer within {CALL_TIMEOUT} s")
             return None

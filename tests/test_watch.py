@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
 
 import grpc
 import pytest
 from wasessions.v1 import session_service_pb2 as svc
 
 from tests.conftest import ServerFactory
-from tests.helpers import Running, S, error_info
+from tests.helpers import Running, S, error_info, next_message
 
 Msg = svc.WatchSessionsResponse
 
 
-async def _read_until(call: grpc.aio.UnaryStreamCall, done, timeout: float = 5.0) -> list[Msg]:  # type: ignore[no-untyped-def,type-arg]
+async def _read_until(
+    call: grpc.aio.UnaryStreamCall[Any, Msg],
+    done: Callable[[Msg, list[Msg]], bool],
+    timeout: float = 5.0,
+) -> list[Msg]:
     out: list[Msg] = []
     async with asyncio.timeout(timeout):
         while True:
-            message = await call.read()
-            assert message is not grpc.aio.EOF, f"stream ended early after {out}"
+            read = await call.read()
+            assert read is not grpc.aio.EOF, f"stream ended early after {out}"
+            message = cast(Msg, read)
             if message.WhichOneof("event") != "heartbeat":
                 out.append(message)
             if done(message, out):
@@ -106,8 +114,8 @@ async def test_expired_token_gets_resync_then_snapshot(make_server: ServerFactor
 
 
 async def test_token_from_another_journal_or_ahead_resyncs(
-    make_server: ServerFactory, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
     one = await make_server(data_dir=tmp_path / "one")
     two = await make_server(data_dir=tmp_path / "two")
     await one.create("a", skip_start=True)
@@ -167,7 +175,7 @@ async def test_heartbeats_carry_a_current_token(srv: Running) -> None:
     call = srv.sessions.WatchSessions(svc.WatchSessionsRequest())
     snap = await _read_until(call, lambda m, _: _kind(m) == "snapshot_complete")
     async with asyncio.timeout(5):
-        beat = await call.read()
+        beat = await next_message(call)
     assert _kind(beat) == "heartbeat"
     assert beat.resume_token == snap[-1].resume_token
     call.cancel()

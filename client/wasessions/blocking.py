@@ -13,13 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Collection, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import grpc
 
-from wasessions.client import QrCode, ReconnectPolicy, SessionsClient, WatchEvent
+from wasessions.client import (
+    ConnectionListener,
+    QrCode,
+    ReconnectPolicy,
+    SessionsClient,
+    WatchEvent,
+)
 from wasessions.v1 import session_pb2 as pb
 from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import simulator_service_pb2 as sim
@@ -28,12 +42,19 @@ T = TypeVar("T")
 
 
 class BlockingSessionsClient:
-    """The same methods as `SessionsClient`, blocking; streams are plain iterators."""
+    """The same methods as `SessionsClient`, blocking; streams are plain iterators.
+
+    Either `target` (`host:port`) or `channel`: a function that makes the `grpc.aio.Channel`.
+    NOTE: a function, not a channel: a grpc.aio channel belongs to the event loop it was made
+    on, and this facade's loop is private, so it calls `channel()` there; it closes that
+    channel when it closes (its loop ends with it).
+    """
 
     def __init__(
         self,
-        target: str,
+        target: str | None = None,
         *,
+        channel: Callable[[], grpc.aio.Channel] | None = None,
         api_key: str | None = None,
         tls: bool | grpc.ChannelCredentials = False,
         timeout: float | None = 30.0,
@@ -44,10 +65,22 @@ class BlockingSessionsClient:
         )
         self._thread.start()
 
-        async def build() -> SessionsClient:
-            return SessionsClient(target, api_key=api_key, tls=tls, timeout=timeout)
+        #: The channel `channel()` made, which this facade closes.
+        self._channel: grpc.aio.Channel | None = None
 
-        self._client = self._run(build())
+        async def build() -> SessionsClient:
+            if channel is None:
+                return SessionsClient(target, api_key=api_key, tls=tls, timeout=timeout)
+            if target is not None or tls is not False:
+                raise ValueError("pass either a channel function or a target (with tls)")
+            self._channel = channel()
+            return SessionsClient(channel=self._channel, api_key=api_key, timeout=timeout)
+
+        try:
+            self._client = self._run(build())
+        except BaseException:
+            self._stop_loop()
+            raise
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -70,6 +103,12 @@ class BlockingSessionsClient:
     def close(self) -> None:
         if self._loop.is_running():
             self._run(self._client.close())
+            if self._channel is not None:
+                self._run(self._channel.close())
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
         self._loop.close()
@@ -146,10 +185,17 @@ class BlockingSessionsClient:
         resume_token: str = "",
         heartbeats: bool = False,
         reconnect: ReconnectPolicy | None = None,
+        on_connection: ConnectionListener | None = None,
     ) -> Iterator[WatchEvent]:
+        """`on_connection` runs on this facade's own thread."""
+
         async def make() -> AsyncIterator[WatchEvent]:
             return self._client.watch(
-                names, resume_token=resume_token, heartbeats=heartbeats, reconnect=reconnect
+                names,
+                resume_token=resume_token,
+                heartbeats=heartbeats,
+                reconnect=reconnect,
+                on_connection=on_connection,
             )
 
         return self._iterate(self._run(make()))

@@ -13,10 +13,16 @@ line on stderr and exits non-zero (1; 2 for bad usage; 130 on Ctrl-C).
 
 from __future__ import annotations
 
+import os
+
+# NOTE: gRPC's C core logs (failed TLS handshakes, ...) on stderr and reads GRPC_VERBOSITY once,
+# when grpc is first imported: set it before that, so a failure is our one line. A value the user
+# set wins (GRPC_VERBOSITY=INFO shows the core's logs again).
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -40,12 +46,13 @@ from wasessions.client import (
     state_name,
     to_datetime,
 )
-from wasessions.errors import WaSessionsError
+from wasessions.errors import NotFoundError, WaSessionsError
 from wasessions.v1 import session_pb2 as pb
 from wasessions.v1 import session_service_pb2 as svc
 
 PROG = "wa-sessions"
-DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_PORT = 50051
+DEFAULT_SERVER = f"127.0.0.1:{DEFAULT_PORT}"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -100,7 +107,7 @@ def _ago(ts: Any) -> str:
 
 
 def session_line(session: pb.Session) -> str:
-    """`demo  CONNECTED  NONE  +15551234567  <status message>`"""
+    """`demo  CONNECTED  NONE  +15551234567  <why: reason_text>`"""
     account = session.account.phone_number if session.HasField("account") else "-"
     return "  ".join(
         [
@@ -108,9 +115,42 @@ def session_line(session: pb.Session) -> str:
             state_name(session.state),
             action_name(session.required_action),
             account or "-",
-            session.status_message,
+            reason_text(session),
         ]
     ).rstrip()
+
+
+_CLOSED_STATES = (pb.Session.RECONNECTING, pb.Session.FAILED, pb.Session.LOGGED_OUT)
+
+
+def reason_text(session: pb.Session) -> str:
+    """Why the session is in its state, in one line. After a close, the close itself:
+    `408 CONNECTION_LOST: lookup web.whatsapp.com: no such host; retry 3/8 in 4.0 s` (the wait
+    counted from the change) while RECONNECTING, with the status message once FAILED or
+    LOGGED_OUT; otherwise the status message."""
+    status = " ".join(session.status_message.split())
+    if session.state not in _CLOSED_STATES or not session.HasField("last_disconnect"):
+        return status
+    d = session.last_disconnect
+    message = " ".join(d.message.split())
+    text = f"{d.code} {d.reason}" + (f": {message}" if message else "")
+    if session.state != pb.Session.RECONNECTING:
+        return f"{text} ({status})" if status else text
+    if session.HasField("retry"):
+        r = session.retry
+        text += f"; retry {r.attempt}/{r.max_attempts}"
+        at, then = to_datetime(session.update_time), to_datetime(r.next_attempt_time)
+        if then is None:  # the attempt is under way
+            text += " now"
+        elif at is not None:
+            text += f" in {max(0.0, (then - at).total_seconds()):.1f} s"
+    return text
+
+
+def doing(session: pb.Session) -> str:
+    """The state and why: `RECONNECTING 408 CONNECTION_LOST: ...; retry 3/8 in 4.0 s`."""
+    why = reason_text(session)
+    return f"{state_name(session.state)} {why}" if why else state_name(session.state)
 
 
 def session_details(session: pb.Session) -> list[str]:
@@ -217,8 +257,20 @@ def event_json(event: WatchEvent) -> dict[str, Any]:
     return doc
 
 
+def event_time(event: WatchEvent) -> datetime:
+    """When it happened: a change at its `update_time`, a snapshot's state since its
+    `state_change_time` (a replayed change keeps its own time); markers now."""
+    when = None
+    if event.session is not None:
+        stamp = event.session.state_change_time
+        if event.kind is EventKind.CHANGE:
+            stamp = event.session.update_time
+        when = to_datetime(stamp)
+    return when or datetime.now(UTC)
+
+
 def event_line(event: WatchEvent) -> str | None:
-    now = datetime.now(UTC).strftime("%H:%M:%S")
+    now = event_time(event).strftime("%H:%M:%S")
     if event.kind is EventKind.SNAPSHOT_COMPLETE:
         return f"{now}  -- now following changes --"
     if event.kind is EventKind.RESYNC:
@@ -325,15 +377,29 @@ async def cmd_wait(client: SessionsClient, args: argparse.Namespace, out: Out) -
 
 
 async def cmd_watch(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
-    # NOTE: one cheap call first, so a wrong --server fails at once instead of reconnecting.
-    await client.list_sessions_page(page_size=1)
+    # NOTE: one cheap call first, so a wrong --server fails at once instead of reconnecting;
+    # and a named session must exist (NOT_FOUND otherwise): to follow one before it is created,
+    # watch every session.
+    if args.sessions:
+        for name in args.sessions:
+            await client.get_session(name)
+    else:
+        await client.list_sessions_page(page_size=1)
     live_table = not out.json and (args.table or (out.tty and not args.lines))
     until = {s.upper() for s in args.until or ()}
     sessions: dict[str, pb.Session] = {}
+
+    def connection(is_open: bool, why: str) -> None:
+        if is_open:
+            out.note("reconnected to the server")
+        else:
+            out.note(f"reconnecting to the server... ({why})" if why else "reconnecting...")
+
     watch = client.watch(
         args.sessions,
         resume_token=args.resume_token,
         reconnect=ReconnectPolicy(give_up_after_s=args.give_up_after),
+        on_connection=connection,
     )
     async with watch:
         async for event in watch:
@@ -374,30 +440,70 @@ def _redraw(out: Out, sessions: dict[str, pb.Session]) -> None:
 
 async def cmd_qr(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
     name = session_id(args.session)
-    async for code in client.qr_codes(args.session):
-        if code.outcome:
-            return _qr_outcome(name, code, out)
-        if args.png:
-            qrcode.write_png(code.value, args.png)
-        if out.json:
-            doc: dict[str, Any] = {"value": code.value, "sequence": code.sequence}
-            if code.expire_time is not None:
-                doc["expire_time"] = code.expire_time.isoformat()
-            if args.png:
-                doc["png"] = str(args.png)
-            out.emit(doc)
-            continue
-        if args.no_terminal:
-            out.line(f"QR code {code.sequence} written to {args.png}")
-            continue
-        if out.tty:
-            out.stdout.write("\x1b[H\x1b[2J")
-        out.line(_qr_caption(name, code))
-        out.stdout.write(qrcode.render_terminal(code.value, invert=args.invert, large=args.large))
-        if args.png:
-            out.line(f"(also written to {args.png})")
-        out.line()
+    # NOTE: while there is no code to show (connecting, retrying), a watch says what the
+    # session is doing instead of leaving the terminal silent.
+    status = asyncio.create_task(_qr_status(client, name, out))
+    try:
+        async for code in client.qr_codes(args.session):
+            if code.outcome:
+                status.cancel()
+                return await _qr_outcome(client, name, code, out)
+            _show_qr(name, code, args, out)
+    finally:
+        status.cancel()
+        await asyncio.gather(status, return_exceptions=True)
     raise CliError(f"the QR stream of {name} ended without an outcome")
+
+
+def _show_qr(name: str, code: QrCode, args: argparse.Namespace, out: Out) -> None:
+    if args.png:
+        qrcode.write_png(code.value, args.png)
+    if out.json:
+        doc: dict[str, Any] = {"value": code.value, "sequence": code.sequence}
+        if code.expire_time is not None:
+            doc["expire_time"] = code.expire_time.isoformat()
+        if args.png:
+            doc["png"] = str(args.png)
+        out.emit(doc)
+        return
+    if args.no_terminal:
+        out.line(f"QR code {code.sequence} written to {args.png}")
+        return
+    if out.tty:
+        out.stdout.write("\x1b[H\x1b[2J")
+    out.line(_qr_caption(name, code))
+    out.stdout.write(qrcode.render_terminal(code.value, invert=args.invert, large=args.large))
+    if args.png:
+        out.line(f"(also written to {args.png})")
+    out.line()
+
+
+#: States in which `qr` has a code to show, or is about to end (its last line says the state).
+_QR_QUIET = (
+    pb.Session.QR_PENDING,
+    pb.Session.STOPPED,
+    pb.Session.LOGGED_OUT,
+    pb.Session.FAILED,
+)
+
+
+async def _qr_status(client: SessionsClient, name: str, out: Out) -> None:
+    """One line per change of what the session is doing while it shows no QR code:
+    `demo: RECONNECTING 408 CONNECTION_LOST: ...; retry 3/8 in 4.0 s`."""
+    last = ""
+    async with client.watch([name]) as events:
+        async for event in events:
+            session = event.session
+            if session is None or session.state in _QR_QUIET:
+                continue
+            text = f"{name}: {doing(session)}"
+            if text == last:
+                continue
+            last = text
+            if out.json:
+                out.emit({"status": doing(session), "session": to_json(session)})
+            else:
+                out.line(text)
 
 
 def _qr_caption(name: str, code: QrCode) -> str:
@@ -411,19 +517,23 @@ def _qr_caption(name: str, code: QrCode) -> str:
     )
 
 
-def _qr_outcome(name: str, code: QrCode, out: Out) -> int:
+async def _qr_outcome(client: SessionsClient, name: str, code: QrCode, out: Out) -> int:
     if out.json:
         out.emit({"outcome": code.outcome})
-    messages = {
-        "PAIRED": f"{name}: linked; the session is connecting",
-        "EXPIRED": f"{name}: the QR window ended unscanned; `{PROG} start {name}` shows new codes",
-        "STOPPED": f"{name}: the session stopped showing QR codes (stopped, logged out or closed)",
-    }
-    text = messages.get(code.outcome, f"{name}: QR phase ended: {code.outcome}")
     if code.outcome == "PAIRED":
         if not out.json:
-            out.line(text)
+            out.line(f"{name}: linked; the session is connecting")
         return 0
+    messages = {
+        "EXPIRED": f"{name}: the QR window ended unscanned; `{PROG} start {name}` shows new codes",
+        "STOPPED": f"{name}: the session stopped showing QR codes",
+    }
+    text = messages.get(code.outcome, f"{name}: QR phase ended: {code.outcome}")
+    # The last line says where the session ended up, and why.
+    try:
+        text += f"; it is {doing(await client.get_session(name))}"
+    except NotFoundError:
+        text += "; it was deleted"
     if out.json:  # the outcome document already says it; one line on stderr too
         out.note(f"{PROG}: error: {text}")
         return EXIT_ERROR
@@ -479,14 +589,16 @@ def _label(text: str) -> tuple[str, str]:
 
 
 def _common(json_flag: bool) -> argparse.ArgumentParser:
-    """Connection flags, accepted before or after the command. SUPPRESS keeps a flag given
-    before the command from being reset by the sub-parser's default."""
+    """Connection flags, accepted anywhere: every parser (the top one, each command, `sim` and
+    each of its actions) has them. SUPPRESS keeps a flag given at one level from being reset by
+    the default of the next."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("connection")
     group.add_argument(
         "--server",
         default=argparse.SUPPRESS,
-        help=f"host:port of the server (env WASESSIONS_SERVER; default {DEFAULT_SERVER})",
+        help=f"host[:port] of the server (env WASESSIONS_SERVER; default {DEFAULT_SERVER}; "
+        f"the port defaults to {DEFAULT_PORT})",
     )
     group.add_argument(
         "--api-key", default=argparse.SUPPRESS, help="API key (env WASESSIONS_API_KEY)"
@@ -624,6 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sim",
         help="drive the simulated WhatsApp (sim engine only)",
         description="Drive the simulated WhatsApp of a server with the sim engine.",
+        parents=[common],
     )
     sim_sub = sim_parser.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
 
@@ -648,9 +761,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def server_target(text: str) -> str:
+    """`host:port` for gRPC; a host without a port gets 50051 (gRPC itself would take 443).
+    A gRPC URI (`dns:///...`, `unix:...`) is used as given."""
+    if "/" in text or text.startswith(("unix:", "unix-abstract:", "vsock:", "ipv4:", "ipv6:")):
+        return text
+    if text.startswith("["):  # [IPv6] or [IPv6]:port
+        return text if "]:" in text else f"{text}:{DEFAULT_PORT}"
+    if text.count(":") > 1:  # a bare IPv6 address
+        return f"[{text}]:{DEFAULT_PORT}"
+    return text if ":" in text else f"{text}:{DEFAULT_PORT}"
+
+
+def _server(args: argparse.Namespace) -> str:
+    given = getattr(args, "server", None) or os.environ.get("WASESSIONS_SERVER")
+    return server_target(given) if given else DEFAULT_SERVER
+
+
 def _client(args: argparse.Namespace) -> SessionsClient:
     env = os.environ
-    server = getattr(args, "server", None) or env.get("WASESSIONS_SERVER") or DEFAULT_SERVER
+    server = _server(args)
     api_key = getattr(args, "api_key", None) or env.get("WASESSIONS_API_KEY") or None
     tls: bool | grpc.ChannelCredentials = bool(getattr(args, "tls", False))
     files: dict[str, Path | None] = {
@@ -681,13 +811,10 @@ async def _run(handler: Handler, args: argparse.Namespace, out: Out) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # NOTE: gRPC's C core logs failed TLS handshakes on stderr; the CLI reports errors itself,
-    # in one line (set GRPC_VERBOSITY to see the core's logs again).
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Out(sys.stdout, sys.stderr, json=bool(getattr(args, "json", False)))
-    server = getattr(args, "server", None) or os.environ.get("WASESSIONS_SERVER") or DEFAULT_SERVER
+    server = _server(args)
     try:
         return asyncio.run(_run(args.handler, args, out))
     except KeyboardInterrupt:

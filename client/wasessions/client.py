@@ -17,7 +17,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -167,6 +167,11 @@ class ReconnectPolicy:
     give_up_after_s: float | None = 300.0
 
 
+#: `on_connection(open, why)` of a watch: `(False, why)` once when the stream breaks and the
+#: watch starts reconnecting, `(True, "")` once it is open again.
+ConnectionListener = Callable[[bool, str], None]
+
+
 class SessionWatch(AsyncIterator[WatchEvent]):
     """`SessionsClient.watch(...)`: every change exactly once, across reconnects.
 
@@ -183,6 +188,7 @@ class SessionWatch(AsyncIterator[WatchEvent]):
         resume_token: str,
         heartbeats: bool,
         reconnect: ReconnectPolicy,
+        on_connection: ConnectionListener | None = None,
     ) -> None:
         self._client = client
         self._names = [session_name(n) for n in names]
@@ -191,6 +197,7 @@ class SessionWatch(AsyncIterator[WatchEvent]):
         self._policy = reconnect
         #: How many times the stream was opened again after a break.
         self.reconnects = 0
+        self._on_connection = on_connection
         self._events = self._run()
 
     def __aiter__(self) -> Self:
@@ -252,8 +259,12 @@ class SessionWatch(AsyncIterator[WatchEvent]):
         raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
     async def _run(self) -> AsyncIterator[WatchEvent]:
+        broken = ""  # why the stream broke, until it is open again
         while True:
             call, first = await self._connect()
+            if broken and self._on_connection is not None:
+                self._on_connection(True, "")
+            broken = ""
             message: svc.WatchSessionsResponse | None = first
             try:
                 while message is not None:
@@ -267,13 +278,17 @@ class SessionWatch(AsyncIterator[WatchEvent]):
                     message = read if isinstance(read, svc.WatchSessionsResponse) else None
                 # The server ended the stream without an error (it never should): resume.
                 log.info("watch stream ended by the server; reconnecting")
+                broken = "the server ended the stream"
             except grpc.aio.AioRpcError as error:
                 if not _is_transient(error):
                     raise from_rpc_error(error) from None
                 log.info("watch stream broke (%s); reconnecting", error.code().name)
+                broken = error.code().name
             finally:
                 call.cancel()
             self.reconnects += 1
+            if self._on_connection is not None:
+                self._on_connection(False, broken)
 
 
 class _StreamEnded(Exception):
@@ -317,28 +332,38 @@ class QrCode:
 class SessionsClient:
     """Typed asyncio client of SessionService (and, on a sim server, SimulatorService).
 
-    `target` is `host:port`. TLS: `tls=True` uses the system roots, or pass
-    `grpc.ssl_channel_credentials(...)`. `api_key` is sent as `authorization: Bearer KEY` on
-    every call. `timeout` (seconds) bounds every unary call.
+    Either `target` (`host:port`; the client makes the channel and closes it) or `channel`, a
+    ready `grpc.aio.Channel` (its owner closes it, not this client). TLS for a target:
+    `tls=True` uses the system roots, or pass `grpc.ssl_channel_credentials(...)`. `api_key` is
+    sent as `authorization: Bearer KEY` on every call. `timeout` (seconds) bounds every unary call.
     """
 
     def __init__(
         self,
-        target: str,
+        target: str | None = None,
         *,
+        channel: grpc.aio.Channel | None = None,
         api_key: str | None = None,
         tls: bool | grpc.ChannelCredentials = False,
         timeout: float | None = 30.0,
         options: Iterable[tuple[str, Any]] = (),
     ) -> None:
-        self.target = target
-        self.timeout = timeout
         opts = list(options)
-        if tls is False:
+        if channel is not None:
+            if target is not None or tls is not False or opts:
+                raise ValueError("pass either a ready channel or a target (with tls, options)")
+            self._channel = channel
+        elif target is None:
+            raise ValueError("SessionsClient needs a target (host:port) or a channel")
+        elif tls is False:
             self._channel = grpc.aio.insecure_channel(target, options=opts)
         else:
             creds = grpc.ssl_channel_credentials() if tls is True else tls
             self._channel = grpc.aio.secure_channel(target, creds, options=opts)
+        #: The `host:port` given ("" for a ready channel).
+        self.target = target or ""
+        self._owns_channel = channel is None
+        self.timeout = timeout
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
         )
@@ -357,7 +382,9 @@ class SessionsClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close()
+        """Closes the channel this client made (a channel passed in stays open)."""
+        if self._owns_channel:
+            await self._channel.close()
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:
@@ -494,10 +521,14 @@ class SessionsClient:
         resume_token: str = "",
         heartbeats: bool = False,
         reconnect: ReconnectPolicy | None = None,
+        on_connection: ConnectionListener | None = None,
     ) -> SessionWatch:
         """Follows sessions (`names`; empty = all): a snapshot, then every change exactly once,
-        across server restarts (see `SessionWatch`)."""
-        return SessionWatch(self, names, resume_token, heartbeats, reconnect or ReconnectPolicy())
+        across server restarts (see `SessionWatch`). `on_connection(open, why)` hears when
+        the stream breaks (`False`, once per outage) and when it is open again (`True`)."""
+        return SessionWatch(
+            self, names, resume_token, heartbeats, reconnect or ReconnectPolicy(), on_connection
+        )
 
     async def qr_codes(self, session: str) -> AsyncIterator[QrCode]:
         """The session's QR codes as they come: the current one at once, then each new one; the
