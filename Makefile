@@ -16,11 +16,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Generated code comes from this one command and is committed.
+# Generated code comes from this one command and is committed. descriptor_set.binpb is the
+# contract with its comments (source info): what server reflection serves, so `grpcurl describe`
+# shows them.
 define protoc
-	$(PY) -m grpc_tools.protoc -Iprotos \
+	mkdir -p $(1)/wasessions/v1 && $(PY) -m grpc_tools.protoc -Iprotos \
 		--python_out=$(1) --pyi_out=$(1) --grpc_python_out=$(1) \
 		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=$(1) \
+		--include_source_info --descriptor_set_out=$(1)/wasessions/v1/descriptor_set.binpb \
 		$(PROTOS)
 endef
 
