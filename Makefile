@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/wasessions/v1/*.proto)
 GEN    := client
 
-.PHONY: install proto check-proto lint typecheck pytest test run clean node-deps stubs buf buf-lint buf-breaking bench bench-quick
+.PHONY: install proto check-proto lint typecheck pytest test run clean node-deps stubs buf buf-lint buf-breaking buf-baseline bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -82,7 +82,8 @@ node-deps: $(NODE_STAMP)
 stubs: $(NODE_STAMP)
 	cd $(NODE_EXAMPLE) && npm run --silent types
 
-# buf lint (rules and exceptions in protos/buf.yaml) and buf breaking against the previous commit.
+# buf lint (rules and exceptions in protos/buf.yaml) and buf breaking against the committed
+# baseline image of the contract (tools/buf/baseline.binpb); `make buf-baseline` moves it forward.
 buf: buf-lint buf-breaking
 
 buf-lint: $(BUF_STAMP)
@@ -91,6 +92,9 @@ buf-lint: $(BUF_STAMP)
 
 buf-breaking: $(BUF_STAMP)
 	@sh $(BUF_DIR)/breaking.sh
+
+buf-baseline: $(BUF_STAMP)
+	@sh $(BUF_DIR)/breaking.sh --update
 
 run: $(STAMP)
 	$(VENV)/bin/wa-sessions-server $(ARGS)
