@@ -47,10 +47,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+PYTEST_XML := $(VENV)/pytest-results.xml
 
+pytest: $(STAMP)
+	$(VENV)/bin/pytest -q --junitxml=$(PYTEST_XML) $(PYTEST_ARGS)
+
+# make stops at the first step that fails: reaching the summary means every step passed. It is
+# printed last, so the pass line is not buried above the bench output.
 test: check-proto lint typecheck buf stubs pytest bench-quick
+	@echo "make test: every step passed"
+	@echo "  check-proto  generated code matches protos"
+	@echo "  lint         ruff check, ruff format: clean"
+	@echo "  typecheck    mypy strict: no issues"
+	@echo "  buf          buf lint: ok; no breaking change against tools/buf/baseline.binpb"
+	@echo "  stubs        TypeScript types of the Node example generated"
+	@$(PY) -c 'import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); \
+		s = r if r.tag == "testsuite" else r[0]; n = lambda k: int(s.get(k, 0)); \
+		print("  pytest       %d passed, %d skipped in %.0f s" % (n("tests") - n("skipped"), \
+		n("skipped"), float(s.get("time", 0))))' $(PYTEST_XML)
+	@echo "  bench-quick  every scenario ran (tiny sizes: no targets judged; make bench does)"
 
 # Benchmarks (bench/README.md): the full run takes minutes and rewrites bench/README.md's table;
 # the quick one uses tiny sizes, takes seconds and asserts no numbers: it keeps the code working.
