@@ -50,21 +50,21 @@ def _symbols(file: descriptor_pb2.FileDescriptorProto) -> Iterator[str]:
 
 
 class ContractReflection(reflection.aio.ReflectionServicer):  # type: ignore[misc]
-    """grpcio-reflection's servicer, answering with the contract's documented files.
+    """grpcio-reflection's servicer, answering with the contract's files and their comments.
 
     NOTE: grpcio-reflection serializes files from a descriptor pool, and the pool (upb) drops
     source info, also from files added with it (`CopyToProto` and `serialized_pb` return none);
     its symbol lookup does not know methods either (`describe Service.Method` would be "not
     found"). So contract symbols are looked up here and asked of grpcio by file name, and every
-    contract file in an answer is replaced by the same file from the descriptor set protoc wrote
-    with source info (both come from one `make proto` run; `make check-proto` keeps them equal).
+    contract file in an answer gets the source info of the descriptor set protoc wrote with it
+    (both come from one `make proto` run; `make check-proto` keeps them equal).
     """
 
     def __init__(self, service_names: Iterable[str]) -> None:
         names = list(service_names)
         super().__init__(names)
         files = contract_files()
-        self._documented = {f.name: f.SerializeToString() for f in files}
+        self._source_info = {f.name: f.source_code_info for f in files}
         # Health and reflection themselves come from the default pool (without comments).
         for name in names:
             if not any(f.package and name.startswith(f"{f.package}.") for f in files):
@@ -101,5 +101,11 @@ class ContractReflection(reflection.aio.ReflectionServicer):  # type: ignore[mis
             yield response
 
     def _documented_copy(self, serialized: bytes) -> bytes:
-        name = descriptor_pb2.FileDescriptorProto.FromString(serialized).name
-        return self._documented.get(name, serialized)
+        file = descriptor_pb2.FileDescriptorProto.FromString(serialized)
+        documented = self._source_info.get(file.name)
+        if documented is None:
+            return serialized
+        # NOTE: only the comments are added: the rest stays what grpcio serves (protoc's set
+        # also carries json_name, which would turn grpcurl's output from field names to camelCase).
+        file.source_code_info.CopyFrom(documented)
+        return file.SerializeToString()
