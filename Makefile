@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/wasessions/v1/*.proto)
 GEN    := client
 
-.PHONY: install install-runtime libmagic proto check-proto lint typecheck pytest test run clean node-deps stubs buf buf-lint buf-breaking bench bench-quick
+.PHONY: install install-runtime libmagic proto check-proto lint typecheck pytest test run clean node-deps stubs buf buf-lint buf-breaking buf-baseline bench bench-quick
 
 # NOTE: ./client (the wa-sessions-client distribution) goes in first: the server depends on it
 # by name, and pip must find it installed rather than look it up on a package index.
@@ -50,11 +50,14 @@ libmagic:
 		DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends libmagic1 >/dev/null; \
 	fi
 
-# Generated code comes from this one command and is committed.
+# Generated code comes from this one command and is committed. descriptor_set.binpb is the
+# contract with its comments (source info): what server reflection serves, so `grpcurl describe`
+# shows them.
 define protoc
-	$(PY) -m grpc_tools.protoc -Iprotos \
+	mkdir -p $(1)/wasessions/v1 && $(PY) -m grpc_tools.protoc -Iprotos \
 		--python_out=$(1) --pyi_out=$(1) --grpc_python_out=$(1) \
 		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=$(1) \
+		--include_source_info --descriptor_set_out=$(1)/wasessions/v1/descriptor_set.binpb \
 		$(PROTOS)
 endef
 
@@ -78,10 +81,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) libmagic
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+PYTEST_XML := $(VENV)/pytest-results.xml
 
+pytest: $(STAMP) libmagic
+	$(VENV)/bin/pytest -q --junitxml=$(PYTEST_XML) $(PYTEST_ARGS)
+
+# make stops at the first step that fails: reaching the summary means every step passed. It is
+# printed last, so the pass line is not buried above the bench output.
 test: check-proto lint typecheck buf stubs pytest bench-quick
+	@echo "make test: every step passed"
+	@echo "  check-proto  generated code matches protos"
+	@echo "  lint         ruff check, ruff format: clean"
+	@echo "  typecheck    mypy strict: no issues"
+	@echo "  buf          buf lint: ok; no breaking change against tools/buf/baseline.binpb"
+	@echo "  stubs        TypeScript types of the Node example generated"
+	@$(PY) -c 'import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); \
+		s = r if r.tag == "testsuite" else r[0]; n = lambda k: int(s.get(k, 0)); \
+		print("  pytest       %d passed, %d skipped in %.0f s" % (n("tests") - n("skipped"), \
+		n("skipped"), float(s.get("time", 0))))' $(PYTEST_XML)
+	@echo "  bench-quick  every scenario ran (tiny sizes: no targets judged; make bench does)"
 
 # Benchmarks (bench/README.md): the full run takes minutes and rewrites bench/README.md's table;
 # the quick one uses tiny sizes, takes seconds and asserts no numbers: it keeps the code working.
@@ -113,7 +131,8 @@ node-deps: $(NODE_STAMP)
 stubs: $(NODE_STAMP)
 	cd $(NODE_EXAMPLE) && npm run --silent types
 
-# buf lint (rules and exceptions in protos/buf.yaml) and buf breaking against the previous commit.
+# buf lint (rules and exceptions in protos/buf.yaml) and buf breaking against the committed
+# baseline image of the contract (tools/buf/baseline.binpb); `make buf-baseline` moves it forward.
 buf: buf-lint buf-breaking
 
 buf-lint: $(BUF_STAMP)
@@ -122,6 +141,9 @@ buf-lint: $(BUF_STAMP)
 
 buf-breaking: $(BUF_STAMP)
 	@sh $(BUF_DIR)/breaking.sh
+
+buf-baseline: $(BUF_STAMP)
+	@sh $(BUF_DIR)/breaking.sh --update
 
 # `--engine sim` in ARGS needs no libmagic1.
 run: $(RUNTIME_STAMP) $(if $(filter sim --engine=sim,$(ARGS)),,libmagic)

@@ -266,15 +266,24 @@ def targets(m: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
-def table(m: Mapping[str, Any], markdown: bool = False) -> str:
-    header = ("benchmark", "measured (median of runs)", "baseline, same run", "target", "met")
-    rows = [header, *targets(m)]
+def table(m: Mapping[str, Any], markdown: bool = False, verdicts: bool = True) -> str:
+    """The results table; without `verdicts` (quick mode: sizes too small to judge a target)
+    only what was measured."""
+    header: tuple[str, ...] = (
+        "benchmark", "measured (median of runs)", "baseline, same run", "target", "met"
+    )  # fmt: skip
+    rows: list[tuple[str, ...]] = [header, *targets(m)]
+    if not verdicts:
+        rows = [r[:3] for r in rows]
+        header = rows[0]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
 
 
 def update_readme(path: Path, block: str) -> None:

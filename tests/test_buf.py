@@ -84,17 +84,45 @@ def test_buf_breaking_catches_a_removed_field(buf: Path, copy: Path) -> None:
     assert same.returncode == 0, same.stdout + same.stderr
 
 
-def test_breaking_script_skips_without_a_previous_commit(buf: Path) -> None:
-    done = subprocess.run(
-        ["sh", "tools/buf/breaking.sh"],
+def breaking_script(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", "tools/buf/breaking.sh", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "BUF_AGAINST": "no-such-ref-for-the-test"},
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
     )
-    assert done.returncode == 0, done.stderr
+
+
+def test_current_protos_pass_against_the_committed_baseline(buf: Path) -> None:
+    done = breaking_script()
+    assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == (
-        "buf breaking: skipped: there is no no-such-ref-for-the-test to compare with "
-        "(first commit or shallow clone)"
+        "buf breaking: no breaking change against tools/buf/baseline.binpb"
     )
+
+
+def test_a_break_is_reported_against_the_baseline_not_the_previous_commit(
+    buf: Path, copy: Path
+) -> None:
+    """The comparison is with the committed baseline image, so a break stays visible however
+    many commits a submission has (no git involved: the copy is not even in a repository)."""
+    session = copy / "wasessions" / "v1" / "session.proto"
+    session.write_text(session.read_text().replace("  bool has_credentials = 7;\n", ""))
+    done = breaking_script(str(copy))
+    assert done.returncode != 0
+    assert 'Previously present field "7" with name "has_credentials"' in done.stdout, done.stdout
+    assert "no breaking change" not in done.stdout
+
+
+def test_the_baseline_is_the_contract_as_buf_builds_it(buf: Path, tmp_path: Path) -> None:
+    """`make buf-baseline` has been run for the current protos: the committed image is what
+    `buf build` makes of them (a contract change comes with its new baseline)."""
+    image = tmp_path / "image.binpb"
+    done = run(buf, PROTOS, "build", "--exclude-source-info", "-o", str(image))
+    assert done.returncode == 0, done.stdout + done.stderr
+    baseline = ROOT / "tools" / "buf" / "baseline.binpb"
+    assert image.read_bytes() == baseline.read_bytes(), "contract changed: make buf-baseline"

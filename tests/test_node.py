@@ -1,5 +1,6 @@
 """The Node example (examples/node, @grpc/grpc-js + @grpc/proto-loader) against a real server
-process, scanned through SimulatorService; and its TypeScript types from `make stubs`."""
+process, scanned through SimulatorService: the README's Node block as pasted, the QR codes it
+draws (decoded back), its usage text; and its TypeScript types from `make stubs`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from wasessions import BlockingSessionsClient
 
 from tests.helpers import FAST, ServerProcess, merge, spawn_server, write_config
+from tests.qr_decode import decode_terminal
+from tests.test_readme import Terminal, blocks_marked
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "node"
@@ -59,6 +62,10 @@ class NodeRun:
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
 
+    def qr_after(self, header: str) -> str:
+        """The QR code drawn below the line `header`."""
+        return qr_below(self.lines, self.lines.index(header))
+
     def wait_for(self, prefix: str) -> str:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -80,17 +87,36 @@ class NodeRun:
         return rc
 
 
-def test_node_example_follows_qr_and_state(node_example: Path, server: ServerProcess) -> None:
-    run = NodeRun(node_example, server, "node-demo")
-    qr_line = run.wait_for("qr 1 ")
+def qr_below(lines: list[str], header: int) -> str:
+    """The half-block lines right after line `header`."""
+    block = []
+    for line in lines[header + 1 :]:
+        if not line or not set(line) <= set("\u2580\u2584\u2588 "):
+            break
+        block.append(line)
+    return "\n".join(block)
+
+
+def test_node_example_draws_each_qr_code_and_follows_the_state(
+    node_example: Path, server: ServerProcess
+) -> None:
+    run = NodeRun(node_example, server, "node-qr")
+    header = run.wait_for("qr 1: ")
     with BlockingSessionsClient(server.target) as client:
-        # The code Node printed is the session's current QR code.
-        assert qr_line.split(" ", 2)[2] == next(client.qr_codes("node-demo")).value
-        client.sim_scan("node-demo")
+        value = next(client.qr_codes("node-qr")).value
+        # What Node drew is the session's current QR code, read back by a real decoder (once
+        # all of its lines have been read).
+        deadline = time.monotonic() + 10
+        while not (drawn := run.qr_after(header)) or decode_terminal(drawn) != [value]:
+            assert time.monotonic() < deadline, f"{value!r} not drawn: {run.lines}"
+            time.sleep(0.05)
+        assert len(run.qr_after(header).splitlines()[0]) <= 80  # fits a terminal
+        client.sim_scan("node-qr")
         assert run.finish() == 0, run.lines
-        account = client.get_session("node-demo").account
+        account = client.get_session("node-qr").account
     lines = run.lines
-    assert lines[0].startswith("created sessions/node-demo ")
+    assert lines[0].startswith("created sessions/node-qr ")
+    assert header == "qr 1: scan it with WhatsApp (Linked devices > Link a device)"
     # Each stream in its order (the QR_PENDING line is a snapshot or a QR_SHOWN change, as
     # timing has it); "connected" last, once the QR stream ended.
     states = [x for x in lines if x.startswith("state ")]
@@ -98,8 +124,38 @@ def test_node_example_follows_qr_and_state(node_example: Path, server: ServerPro
     for want in ("state QR_PENDING SCAN_QR", "state PAIRING WAIT PAIRED", "state CONNECTING"):
         assert any(x.startswith(want) for x in it), lines
     assert states[-1] == "state CONNECTED NONE OPENED"
-    assert [x for x in lines if x.startswith("qr")] == [qr_line, "qr-outcome PAIRED"]
+    assert [x for x in lines if x.startswith("qr")] == [header, "qr-outcome PAIRED"]
     assert lines[-1] == f"connected {account.phone_number} {account.jid}"
+
+
+def test_readme_node_block_as_pasted(node_example: Path, server: ServerProcess) -> None:
+    """The README's Node block, verbatim, from the repository's root (only the address is the
+    test server's); what the text after it says it prints."""
+    (block,) = blocks_marked("node")
+    terminal = Terminal(ROOT, server.target)
+    out = terminal.run(["bash", "-e", "-c", terminal.address(block.text)], block.where)
+    lines = out.stdout.splitlines()
+    lines = lines[lines.index("created sessions/node-demo CONNECTING") :]  # after npm ci's
+    assert any(x.startswith("state ") for x in lines)
+    header = lines.index("qr 1: scan it with WhatsApp (Linked devices > Link a device)")
+    assert decode_terminal(qr_below(lines, header))[0].startswith("2@")
+    assert "qr-outcome PAIRED" in lines
+    assert lines[-1].startswith("connected +"), lines
+
+
+def test_node_example_help(node_example: Path) -> None:
+    done = subprocess.run(
+        ["node", "index.js", "--help"], cwd=node_example, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("usage: node index.js [--server HOST:PORT] [--session ID]")
+    for flag in ("--server", "--session", "--api-key", "--timeout", "--help"):
+        assert f"\n  {flag} " in done.stdout, flag
+    wrong = subprocess.run(
+        ["node", "index.js", "--nope"], cwd=node_example, capture_output=True, text=True
+    )
+    assert wrong.returncode == 1
+    assert wrong.stdout == "error unknown option --nope (see --help)\n"
 
 
 def test_node_example_reacts_to_a_state_that_needs_a_person(

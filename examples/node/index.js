@@ -7,13 +7,15 @@
 //
 //   node index.js [--server HOST:PORT] [--session ID] [--api-key KEY] [--timeout SECONDS]
 //
-// Prints one line per event ("state ...", "qr ...", "connected ...") and exits 0 once the session
-// is CONNECTED, 1 if it needs a person (FAILED / LOGGED_OUT) or on an error.
+// Prints one line per event ("state ...", "qr ...", "connected ...", each QR code drawn below its
+// "qr" line) and exits 0 once the session is CONNECTED, 1 if it needs a person (FAILED /
+// LOGGED_OUT) or on an error.
 'use strict';
 
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const QRCode = require('qrcode');
 
 /** @typedef {import('./types/session_service').ProtoGrpcType} SessionProto */
 /** @typedef {import('./types/wasessions/v1/SessionService').SessionServiceClient} SessionServiceClient */
@@ -23,6 +25,18 @@ const protoLoader = require('@grpc/proto-loader');
 
 const PROTOS = path.resolve(__dirname, '..', '..', 'protos');
 
+const USAGE = `usage: node index.js [--server HOST:PORT] [--session ID] [--api-key KEY] [--timeout SECONDS]
+
+Creates the session (or follows it if it exists), draws each of its QR codes in the terminal
+until a phone links it, and follows its state. Exits 0 once it is CONNECTED (printing the
+account), 1 if it needs a person (FAILED, LOGGED_OUT), on an error or after the timeout.
+
+  --server HOST:PORT  the wa-sessions server (default: $WASESSIONS_SERVER or 127.0.0.1:50051)
+  --session ID        the session id (default: node-demo)
+  --api-key KEY       sent as "authorization: Bearer KEY" (default: $WASESSIONS_API_KEY)
+  --timeout SECONDS   give up if not CONNECTED by then (default: 120)
+  --help              this text`;
+
 /** @param {string[]} argv */
 function parseArgs(argv) {
   const options = {
@@ -30,19 +44,56 @@ function parseArgs(argv) {
     session: 'node-demo',
     apiKey: process.env.WASESSIONS_API_KEY || '',
     timeout: 120,
+    help: false,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i];
+    if (flag === '--help' || flag === '-h') {
+      options.help = true;
+      continue;
+    }
+    if (!['--server', '--session', '--api-key', '--timeout'].includes(flag)) {
+      throw new Error(`unknown option ${flag} (see --help)`);
+    }
     const value = argv[i + 1];
-    if (value === undefined) throw new Error(`${flag} needs a value`);
+    if (value === undefined) throw new Error(`${flag} needs a value (see --help)`);
     if (flag === '--server') options.server = value;
     else if (flag === '--session') options.session = value;
     else if (flag === '--api-key') options.apiKey = value;
-    else if (flag === '--timeout') options.timeout = Number(value);
-    else throw new Error(`unknown option ${flag}`);
+    else options.timeout = Number(value);
     i += 1;
   }
   return options;
+}
+
+/**
+ * The QR code as text, like the Python CLI draws it: one character per module across and two
+ * down (Unicode half blocks), a block where a module is light, with the 4-module quiet zone,
+ * so it reads dark on light in a terminal with a dark background.
+ * @param {string} value
+ */
+function renderQr(value) {
+  const { modules } = QRCode.create(value, { errorCorrectionLevel: 'M' });
+  const quiet = 4;
+  const size = modules.size + 2 * quiet;
+  /** @param {number} row @param {number} col */
+  const light = (row, col) => {
+    const r = row - quiet;
+    const c = col - quiet;
+    const inside = r >= 0 && c >= 0 && r < modules.size && c < modules.size;
+    return !(inside && modules.get(r, c));
+  };
+  const lines = [];
+  for (let row = 0; row < size; row += 2) {
+    let line = '';
+    for (let col = 0; col < size; col += 1) {
+      const up = light(row, col);
+      const down = row + 1 < size ? light(row + 1, col) : false;
+      line += up && down ? '\u2588' : up ? '\u2580' : down ? '\u2584' : ' ';
+    }
+    lines.push(line);
+  }
+  return lines.join('\n');
 }
 
 /** Loads the contract from the .proto files (keepCase: the same field names as the protos). */
@@ -79,11 +130,15 @@ function describe(error) {
   if (e && typeof e.code === 'number') {
     return `${grpc.status[e.code]}: ${e.details}`;
   }
-  return String(error);
+  return error instanceof Error ? error.message : String(error);
 }
 
 async function main() {
   const options = parseArgs(process.argv.slice(2));
+  if (options.help) {
+    console.log(USAGE);
+    return;
+  }
   /** @type {SessionServiceClient} */
   const client = loadClient(options.server);
   const metadata = new grpc.Metadata();
@@ -128,8 +183,9 @@ async function main() {
       if (code.outcome !== 'OUTCOME_UNSPECIFIED') {
         console.log(`qr-outcome ${code.outcome}`);
       } else {
-        // A real program renders `code.value` as a QR code for a person to scan.
-        console.log(`qr ${code.sequence} ${code.value}`);
+        // `code.value` drawn for a person to scan (WhatsApp > Linked devices > Link a device).
+        console.log(`qr ${code.sequence}: scan it with WhatsApp (Linked devices > Link a device)`);
+        console.log(renderQr(code.value));
       }
     });
     qr.on('error', (/** @type {grpc.ServiceError} */ error) => {

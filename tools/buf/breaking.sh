@@ -1,23 +1,33 @@
 #!/bin/sh
-# `buf breaking` of protos/ against the previous commit: in CI, a fresh clone of main whose last
-# commit is the submission, HEAD~1 is the previous main. BUF_AGAINST=<git ref> compares with
-# another commit (e.g. origin/main on a branch). Skipped, saying why, where there is no such
-# commit (first commit, shallow clone) or it has no protos yet.
+# `buf breaking` of the contract against its committed baseline, tools/buf/baseline.binpb (a
+# `buf build` image of the last accepted contract). Comparing with a file, not with a commit
+# such as HEAD~1, sees a break made anywhere in a submission of several commits.
+#   sh tools/buf/breaking.sh [PROTOS_DIR]     check (default: protos/)
+#   sh tools/buf/breaking.sh --update         rebuild the baseline from protos/ (make buf-baseline);
+#                                             refused if that hides a break, unless ALLOW_BREAKING=1
 set -eu
-cd "$(dirname "$0")/../.."
-ref="${BUF_AGAINST:-HEAD~1}"
-buf="$(pwd)/tools/buf/node_modules/.bin/buf"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+buf="$root/tools/buf/node_modules/.bin/buf"
+baseline="$root/tools/buf/baseline.binpb"
 
-if ! git rev-parse --verify -q "$ref^{commit}" >/dev/null 2>&1; then
-  echo "buf breaking: skipped: there is no $ref to compare with (first commit or shallow clone)"
+if [ "${1:-}" = "--update" ]; then
+  if [ -e "$baseline" ] && ! (cd "$root/protos" && "$buf" breaking --against "$baseline"); then
+    if [ "${ALLOW_BREAKING:-}" != "1" ]; then
+      echo "buf-baseline: refused: the protos break the baseline (above); a deliberate break is" \
+        "ALLOW_BREAKING=1 make buf-baseline" >&2
+      exit 1
+    fi
+    echo "buf-baseline: accepting the breaking change above (ALLOW_BREAKING=1)"
+  fi
+  (cd "$root/protos" && "$buf" build --exclude-source-info -o "$baseline")
+  echo "buf-baseline: tools/buf/baseline.binpb rebuilt from protos/ (commit it)"
   exit 0
 fi
-if ! git cat-file -e "$ref:protos/wasessions" 2>/dev/null; then
-  echo "buf breaking: skipped: $ref has no protos/wasessions yet"
-  exit 0
+
+protos="${1:-$root/protos}"
+if [ ! -e "$baseline" ]; then
+  echo "buf breaking: no baseline at tools/buf/baseline.binpb (make buf-baseline, then commit it)" >&2
+  exit 1
 fi
-base="$(mktemp -d)"
-trap 'rm -rf "$base"' EXIT
-git archive "$ref" protos | tar -x -C "$base"
-(cd protos && "$buf" breaking --against "$base/protos")
-echo "buf breaking: no breaking change against $ref ($(git rev-parse --short "$ref"))"
+(cd "$protos" && "$buf" breaking --against "$baseline")
+echo "buf breaking: no breaking change against tools/buf/baseline.binpb"

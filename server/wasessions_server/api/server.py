@@ -16,6 +16,7 @@ from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
 
 from wasessions_server.api.auth import RpcGuard
+from wasessions_server.api.reflection import ContractReflection
 from wasessions_server.api.session_health import SessionHealthServicer
 from wasessions_server.api.session_service import SessionService
 from wasessions_server.api.simulator_service import SimulatorService
@@ -129,7 +130,7 @@ class WaSessionsServer:
             services.append(SIMULATOR_SERVICE)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-            reflection.aio.ReflectionServicer(services), guarded
+            ContractReflection(services), guarded
         )
         try:
             if security.tls is not None:
