@@ -32,6 +32,7 @@ class Backoff:
     max_delay_s: float = 60.0
     multiplier: float = 2.0
     jitter_s: float = 1.0
+    #: Retries before giving up; for a RESTART rule, also the restarts in a row.
     max_attempts: int = 8
 
     def wait(self) -> wait_base:
