@@ -11,11 +11,11 @@ from typing import Any
 
 from wasessions_server.engines.registry import KNOWN_ENGINES
 from wasessions_server.errors import ConfigError
-from wasessions_server.manager import ManagerSettings
 from wasessions_server.policy import QrSchedule, policy_from_spec
 from wasessions_server.policy.table import positive_float, positive_int
 from wasessions_server.security import TOP_KEYS as _SECURITY_KEYS
 from wasessions_server.security import SecuritySettings, security_from_mapping
+from wasessions_server.sessions import ManagerSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,7 @@ def config_from_mapping(data: Mapping[str, Any]) -> ServerConfig:
         data_dir=Path(_string(data.get("data_dir", "./data"), "data_dir")),
         engine=engine,
         engines=engines,
-        manager=ManagerSettings(policy=policy, qr=qr, default_engine=engine, **values),
+        manager=ManagerSettings(policy=policy, qr=qr, **values),
         journal=journal,
         shutdown_grace_s=positive_float(
             data.get("shutdown_grace_s", 5.0), "shutdown_grace_s", zero=True

@@ -23,9 +23,9 @@ from wasessions_server.engines.registry import build_engine
 from wasessions_server.engines.sim import SimEngine
 from wasessions_server.events import EventJournal
 from wasessions_server.logfmt import StateChangeLog
-from wasessions_server.manager import SessionManager
 from wasessions_server.metrics import MetricsHttpServer, ServerMetrics
 from wasessions_server.security import Role, SecuritySettings
+from wasessions_server.sessions import SessionRegistry
 from wasessions_server.store import CredentialStore, DataDirLock, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class WaSessionsServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.port = 0
-        self.manager: SessionManager | None = None
+        self.manager: SessionRegistry | None = None
         self.health = SessionHealthServicer()
         self.metrics = ServerMetrics()
         self.metrics_port = 0
@@ -85,17 +85,17 @@ class WaSessionsServer:
             for name in config.engines
         }
         sim = engines.get("sim")
-        self.manager = SessionManager(
-            self._journal, CredentialStore(data_dir / "credentials"), engines, config.manager
+        self.manager = SessionRegistry(
+            self._journal,
+            CredentialStore(data_dir / "credentials"),
+            engines,
+            config.manager,
+            default_engine=config.engine,
         )
-        await self.manager.start()
-        # NOTE: no await between start() and these: each seeds from the sessions as loaded
-        # and then follows the journal, so no change can fall in between.
         self.health.attach(self.manager)
         self.metrics.attach(self.manager)
-        state_log = StateChangeLog()
-        state_log.seed(list(self.manager.snapshot(None)))
-        self._journal.add_listener(state_log)
+        self._journal.add_listener(StateChangeLog())
+        await self.manager.start()
 
         security = config.security
         # NOTE: so_reuseport 0: a second process must not share the port and split traffic.
