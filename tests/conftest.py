@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wasessions_server.events import EventJournal
+from wasessions_server.store import SqliteStore
 
 from tests.helpers import Running, start_server, stop_server
 
@@ -31,3 +33,11 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
 @pytest.fixture
 async def srv(make_server: ServerFactory) -> Running:
     return await make_server()
+
+
+@pytest.fixture
+async def session_journal(tmp_path: Path) -> EventJournal:
+    """The journal the unit tests of sessions write to (closed by the registry's shutdown).
+
+    NOTE: the one place that names the store: an in-memory store can replace it here."""
+    return EventJournal(SqliteStore(tmp_path / "journal.db"))
