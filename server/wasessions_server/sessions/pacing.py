@@ -87,7 +87,7 @@ class ConnectRateLimiter:
 class Pacer:
     """Admits at most `per_turn` waiters per event-loop iteration, in order.
 
-    NOTE: when thousands of connections close at once (a network blip), every supervisor
+    NOTE: when thousands of connections close at once (a network blip), every session
     would otherwise run its close handling in the same loop iteration, and RPCs would wait
     behind all of it; paced, the loop answers RPCs between slices. One pacer, no timers.
     """
