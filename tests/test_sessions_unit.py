@@ -425,3 +425,17 @@ async def test_release_stops_running_a_session_without_changing_it(
     assert connection.closed and not connection.logged_out
     stored = await registry.journal.load_sessions()
     assert [(r.session_id, r.state) for r in stored] == [("s1", State.CONNECTED)]
+
+
+async def test_a_released_session_can_be_adopted_again(make_registry: RegistryFactory) -> None:
+    engine = FakeEngine(linked_then(opens))
+    registry = await make_registry(engine)
+    await linked(registry)
+    await registry.release("s1")
+    stored = await registry.journal.load_sessions()
+    await registry.adopt(stored)
+    await registry.adopt(stored)  # already here: not a second object for the same session
+    restored = await until(registry, "s1", lambda r: r.state is State.CONNECTED)
+    assert restored.has_credentials
+    assert engine.connects["s1"] == 3
+    assert [r.session_id for r in registry.snapshot(None)] == ["s1"]

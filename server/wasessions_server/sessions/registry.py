@@ -81,7 +81,12 @@ class SessionRegistry:
         bound): a restored session must not report the previous process's CONNECTED until its
         turn to reconnect comes (seconds, with thousands of sessions).
         """
-        sessions = [self._new_session(record, stored=True) for record in records]
+        sessions = []
+        for record in records:
+            if record.session_id in self._sessions:
+                log.warning("session %s is already run here; not adopted again", record.session_id)
+                continue
+            sessions.append(self._new_session(record, stored=True))
         # NOTE: the stored has_credentials may be stale (a folder removed while the server was
         # down): every record says what is really stored before anyone reads it.
         await asyncio.gather(*(s.refresh_credentials() for s in sessions))
