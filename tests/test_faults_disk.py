@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import simulator_service_pb2 as sim
 from wasessions_server.errors import StorageError
@@ -224,6 +225,11 @@ async def test_a_close_the_store_refuses_is_not_served_as_connected_and_is_store
     try:
         await running.linked("s1")
         await running.create("other", skip_start=True)
+        health = health_pb2_grpc.HealthStub(running.channel).Watch(
+            health_pb2.HealthCheckRequest(service="sessions/s1")
+        )
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert (await health.read()).status == serving
         small_disk.fill(running)
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="wasessions_server.sessions"):
@@ -252,6 +258,10 @@ async def test_a_close_the_store_refuses_is_not_served_as_connected_and_is_store
                     grpc.StatusCode.UNAVAILABLE,
                     "STORAGE_UNAVAILABLE",
                 )
+            # Its health no longer says SERVING either.
+            status = await asyncio.wait_for(health.read(), 5.0)
+            assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            health.cancel()
             # Another session, whose state is stored and true, is still read.
             assert (await running.get("other")).state == S.STOPPED
             await asyncio.sleep(0.5)  # retried in the background meanwhile: one ERROR line

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from wasessions_server.api.status import Ctx, to_grpc_status
 from wasessions_server.errors import shutting_down
-from wasessions_server.model import NAME_PREFIX, JournalEntry, SessionRecord, State
+from wasessions_server.model import NAME_PREFIX
 from wasessions_server.sessions import SessionRegistry
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -27,10 +27,6 @@ SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 def is_session_name(service: str) -> bool:
     return service.startswith(NAME_PREFIX)
-
-
-def _connected(record: SessionRecord | None) -> bool | None:
-    return None if record is None else record.state is State.CONNECTED
 
 
 class SessionHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
@@ -43,7 +39,7 @@ class SessionHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[mis
     def attach(self, sessions: SessionRegistry) -> None:
         """Reports `sessions`' sessions (as stored) from now on."""
         self._sessions = sessions
-        sessions.journal.add_listener(self._on_entry)
+        sessions.observe(self._session_changed)
 
     async def set(self, service: str, status: Any) -> None:
         """Sets a non-session entry (ignored once the drain began)."""
@@ -60,9 +56,10 @@ class SessionHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[mis
         for service in list(self._wakeups):
             self._wake(service)
 
-    def _on_entry(self, entry: JournalEntry) -> None:
-        if _connected(entry.before) != _connected(entry.record) or entry.before is None:
-            self._wake(NAME_PREFIX + entry.session_id)
+    def _session_changed(self, session_id: str) -> None:
+        # NOTE: only wakes the session's watchers (if any); each reads the status again and
+        # writes only a status that differs from the one it sent last.
+        self._wake(NAME_PREFIX + session_id)
 
     def _wake(self, service: str) -> None:
         for event in self._wakeups.get(service, ()):

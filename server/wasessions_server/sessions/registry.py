@@ -8,7 +8,7 @@ import bisect
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 from wasessions_server.engines import Connection, ConnectTarget, Engine
 from wasessions_server.errors import ServiceError, Status, invalid_argument, shutting_down
@@ -56,12 +56,14 @@ class SessionRegistry:
             pacer=Pacer(),  # one for all sessions: close handling in slices
             retrying=retrying(),
             qr_count=QrCount(),
+            unwritten=self._notify,
         )
         self._heap = HeapFreezer()  # full GC passes walk only what is new (storms)
         self._sessions: dict[str, Session] = {}
         self._creating: dict[str, Session] = {}
         self._ids: list[str] = []  # sorted, for ListSessions
         self._restores: set[asyncio.Task[None]] = set()
+        self._observers: list[Callable[[str], None]] = []
         self._draining = False
         journal.add_listener(self._on_durable)
 
@@ -189,6 +191,16 @@ class SessionRegistry:
         if session is None:
             return None
         return session.record.state is State.CONNECTED and not session.unwritten
+
+    def observe(self, observer: Callable[[str], None]) -> None:
+        """Calls `observer(session_id)` whenever what a session's reads answer may have
+        changed: after each stored change (in the journal's publish), and when a change the
+        store refused makes them answer STORAGE_UNAVAILABLE."""
+        self._observers.append(observer)
+
+    def _notify(self, session_id: str) -> None:
+        for observer in self._observers:
+            observer(session_id)
 
     def watch(
         self, session_ids: frozenset[str] | None, resume: ResumePoint | None
@@ -351,14 +363,15 @@ class SessionRegistry:
         session_id = entry.session_id
         if entry.record is None:
             self._drop(session_id)
-            return
-        session = self._sessions.get(session_id)
-        if session is None:
-            session = self._creating.get(session_id)
+        else:
+            session = self._sessions.get(session_id)
             if session is None:
-                return
-            self._add(session)
-        session.on_durable(entry)
+                session = self._creating.get(session_id)
+                if session is None:
+                    return
+                self._add(session)
+            session.on_durable(entry)
+        self._notify(session_id)
 
 
 class _DisabledEngine:

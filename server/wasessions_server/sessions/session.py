@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, RetryCallState
@@ -73,6 +73,9 @@ class SessionContext:
     pacer: Pacer
     retrying: AsyncRetrying
     qr_count: QrCount
+    #: Called with the session's id when what its reads answer changed without a stored
+    #: change (a change the store refused).
+    unwritten: Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,7 +405,10 @@ class Session:
                 unwritten.record.state.value,
                 error,
             )
+        first = self._unwritten is None
         self._unwritten = unwritten
+        if first:
+            self._ctx.unwritten(self.session_id)
         if self._rewriter is None or self._rewriter.done():
             self._rewriter = asyncio.create_task(
                 self._rewrite(), name=f"session-rewrite:{self.session_id}"
