@@ -588,16 +588,7 @@ class Session:
     async def _announce_retry(self, decision: Decision, attempt: int, delay: float) -> None:
         close, rule = decision.close, decision.rule
         attempts = rule.backoff.max_attempts
-        log.info(
-            "session %s: closed with %d %s (%s); retry %d/%d in %.1f s",
-            self.session_id,
-            close.code,
-            wa.reason_for(close.code, close.message),
-            close.message,
-            attempt,
-            attempts,
-            delay,
-        )
+        self._log_close(close, "retry %d/%d in %.1f s", attempt, attempts, delay)
         network = close.code == wa.CONNECTION_LOST
         await self._background(
             Reconnecting(
@@ -609,6 +600,17 @@ class Session:
             )
         )
 
+    def _log_close(self, close: Closed, outcome: str, *args: object) -> None:
+        """One INFO line per retry (and per giving up), with the close that caused it."""
+        log.info(
+            "session %s: closed with %d %s (%s); " + outcome,
+            self.session_id,
+            close.code,
+            wa.reason_for(close.code, close.message),
+            close.message,
+            *args,
+        )
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
@@ -617,14 +619,7 @@ class Session:
     async def _give_up(self, decision: Decision) -> None:
         close, rule = decision.close, decision.rule
         attempts = rule.backoff.max_attempts
-        log.info(
-            "session %s: closed with %d %s (%s); gave up after %d retries",
-            self.session_id,
-            close.code,
-            wa.reason_for(close.code, close.message),
-            close.message,
-            attempts,
-        )
+        self._log_close(close, "gave up after %d retries", attempts)
         await self._background(
             Failed(
                 RequiredAction.START_SESSION,

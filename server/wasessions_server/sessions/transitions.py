@@ -29,6 +29,30 @@ class Transition(Protocol):
     def apply(self, record: SessionRecord) -> SessionRecord: ...
 
 
+def _moved(
+    record: SessionRecord,
+    state: State,
+    required_action: RequiredAction,
+    status_message: str,
+    *,
+    retry: RetryProgress | None = None,
+    disconnect: Disconnect | None = None,
+    account: Account | None = None,
+    forget_account: bool = False,
+) -> SessionRecord:
+    """`record` in `state`; the last disconnect and the account are kept unless given (or
+    `forget_account`), the retry progress is cleared unless given."""
+    return dataclasses.replace(
+        record,
+        state=state,
+        required_action=required_action,
+        retry=retry,
+        status_message=status_message,
+        last_disconnect=disconnect or record.last_disconnect,
+        account=None if forget_account else account or record.account,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Created:
     cause: Cause = Cause.CREATED
@@ -55,13 +79,12 @@ class Connecting:
     forget_account: bool = False
 
     def apply(self, record: SessionRecord) -> SessionRecord:
-        return dataclasses.replace(
+        return _moved(
             record,
-            state=State.CONNECTING,
-            required_action=RequiredAction.NONE,
-            retry=None,
-            account=None if self.forget_account else record.account,
-            status_message=self.status_message,
+            State.CONNECTING,
+            RequiredAction.NONE,
+            self.status_message,
+            forget_account=self.forget_account,
         )
 
 
@@ -73,13 +96,9 @@ class Restarting:
     cause: Cause = Cause.CLOSED
 
     def apply(self, record: SessionRecord) -> SessionRecord:
-        return dataclasses.replace(
-            record,
-            state=State.CONNECTING,
-            required_action=RequiredAction.NONE,
-            last_disconnect=self.disconnect,
-            retry=None,
-            status_message=f"WhatsApp asked for a restart ({self.disconnect.code}); reconnecting.",
+        message = f"WhatsApp asked for a restart ({self.disconnect.code}); reconnecting."
+        return _moved(
+            record, State.CONNECTING, RequiredAction.NONE, message, disconnect=self.disconnect
         )
 
 
@@ -90,13 +109,7 @@ class Stopped:
     required_action: RequiredAction = RequiredAction.NONE
 
     def apply(self, record: SessionRecord) -> SessionRecord:
-        return dataclasses.replace(
-            record,
-            state=State.STOPPED,
-            required_action=self.required_action,
-            retry=None,
-            status_message=self.status_message,
-        )
+        return _moved(record, State.STOPPED, self.required_action, self.status_message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +122,13 @@ class LoggedOut:
     disconnect: Disconnect | None = None
 
     def apply(self, record: SessionRecord) -> SessionRecord:
-        return dataclasses.replace(
+        return _moved(
             record,
-            state=State.LOGGED_OUT,
-            required_action=self.required_action,
-            last_disconnect=self.disconnect or record.last_disconnect,
-            retry=None,
-            account=None,
-            status_message=self.status_message,
+            State.LOGGED_OUT,
+            self.required_action,
+            self.status_message,
+            disconnect=self.disconnect,
+            forget_account=True,
         )
 
 
@@ -129,13 +141,13 @@ class Failed:
     cause: Cause = Cause.CLOSED
 
     def apply(self, record: SessionRecord) -> SessionRecord:
-        return dataclasses.replace(
+        return _moved(
             record,
-            state=State.FAILED,
-            required_action=self.required_action,
-            last_disconnect=self.disconnect or record.last_disconnect,
+            State.FAILED,
+            self.required_action,
+            self.status_message,
+            disconnect=self.disconnect,
             retry=self.retry,
-            status_message=self.status_message,
         )
 
 
@@ -144,13 +156,8 @@ class QrShown:
     cause: Cause = Cause.QR_SHOWN
 
     def apply(self, record: SessionRecord) -> SessionRecord:
-        return dataclasses.replace(
-            record,
-            state=State.QR_PENDING,
-            required_action=RequiredAction.SCAN_QR,
-            retry=None,
-            status_message="Scan the QR code (WatchQrCodes) or request a pairing code.",
-        )
+        message = "Scan the QR code (WatchQrCodes) or request a pairing code."
+        return _moved(record, State.QR_PENDING, RequiredAction.SCAN_QR, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +166,8 @@ class Paired:
     cause: Cause = Cause.PAIRED
 
     def apply(self, record: SessionRecord) -> SessionRecord:
-        return dataclasses.replace(
-            record,
-            state=State.PAIRING,
-            required_action=RequiredAction.WAIT,
-            account=self.account,
-            status_message="Linked; waiting for WhatsApp's restart (515).",
-        )
+        message = "Linked; waiting for WhatsApp's restart (515)."
+        return _moved(record, State.PAIRING, RequiredAction.WAIT, message, account=self.account)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +176,8 @@ class Connected:
     cause: Cause = Cause.OPENED
 
     def apply(self, record: SessionRecord) -> SessionRecord:
-        return dataclasses.replace(
-            record,
-            state=State.CONNECTED,
-            required_action=RequiredAction.NONE,
-            account=self.account,
-            retry=None,
-            status_message="Connected.",
+        return _moved(
+            record, State.CONNECTED, RequiredAction.NONE, "Connected.", account=self.account
         )
 
 
@@ -195,13 +192,13 @@ class Reconnecting:
     cause: Cause = Cause.CLOSED
 
     def apply(self, record: SessionRecord) -> SessionRecord:
-        return dataclasses.replace(
+        return _moved(
             record,
-            state=State.RECONNECTING,
-            required_action=self.required_action,
-            last_disconnect=self.disconnect,
+            State.RECONNECTING,
+            self.required_action,
+            self.status_message,
+            disconnect=self.disconnect,
             retry=self.retry,
-            status_message=self.status_message,
         )
 
 
@@ -214,9 +211,10 @@ class RetryStarted:
     cause: Cause = Cause.RETRY_STARTED
 
     def apply(self, record: SessionRecord) -> SessionRecord:
-        return dataclasses.replace(
+        return _moved(
             record,
-            state=State.RECONNECTING,
+            State.RECONNECTING,
+            record.required_action,
+            f"Retry {self.attempt}: connecting.",
             retry=RetryProgress(self.attempt, self.max_attempts, None),
-            status_message=f"Retry {self.attempt}: connecting.",
         )
