@@ -325,15 +325,19 @@ def test_transitions_set_only_their_fields() -> None:
         last_disconnect=Disconnect(428, "CONNECTION_CLOSED", "m", 1.0),
         labels={"a": "1"},
     )
-    relinked = Connecting(Cause.RELINK_REQUESTED, forget_account=True).apply(record)
-    assert (relinked.state, relinked.account, relinked.labels) == (
-        State.CONNECTING,
-        None,
-        {"a": "1"},
+    relinked = Connecting(Cause.RELINK_REQUESTED, forget_account=True).apply(record, 5.0, False)
+    assert (relinked.state, relinked.account) == (State.CONNECTING, None)
+    assert relinked.labels == {"a": "1"}
+    assert (relinked.update_time, relinked.state_change_time) == (5.0, 5.0)
+    assert not relinked.has_credentials
+    assert Connecting(Cause.STARTED).apply(record, 5.0, True).account == record.account
+    out = LoggedOut(Cause.LOGGED_OUT_BY_REQUEST, RequiredAction.SCAN_QR, "bye").apply(
+        record, 6.0, False
     )
-    assert Connecting(Cause.STARTED).apply(record).account == record.account
-    out = LoggedOut(Cause.LOGGED_OUT_BY_REQUEST, RequiredAction.SCAN_QR, "bye").apply(record)
     assert out.account is None and out.last_disconnect == record.last_disconnect
+    # Only a change of state moves state_change_time.
+    again = Connecting(Cause.STARTED).apply(relinked, 7.0, False)
+    assert (again.update_time, again.state_change_time) == (7.0, 5.0)
     with pytest.raises(TypeError):
         Stopped(Cause.STOPPED_BY_REQUEST, "x", requierd_action=RequiredAction.NONE)  # type: ignore[call-arg]
 

@@ -1,7 +1,8 @@
 """The changes a session's record goes through, one small typed value each.
 
 Each transition names the fields it sets, so a misspelt field is a type error rather than a
-silently wrong record; `apply` returns the record after it (times are set by the session).
+silently wrong record; `apply` returns the record after it, stamped with the time of the change
+and what the engine says is stored (one copy of the record per change: a storm makes thousands).
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ class Transition(Protocol):
     @property
     def cause(self) -> Cause: ...
 
-    def apply(self, record: SessionRecord) -> SessionRecord: ...
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord: ...
 
 
 def _moved(
     record: SessionRecord,
+    now: float,
+    has_credentials: bool,
     state: State,
     required_action: RequiredAction,
     status_message: str,
@@ -44,6 +47,9 @@ def _moved(
     `forget_account`), the retry progress is cleared unless given."""
     return dataclasses.replace(
         record,
+        update_time=now,
+        has_credentials=has_credentials,
+        state_change_time=now if state is not record.state else record.state_change_time,
         state=state,
         required_action=required_action,
         retry=retry,
@@ -57,8 +63,8 @@ def _moved(
 class Created:
     cause: Cause = Cause.CREATED
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
-        return record
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
+        return dataclasses.replace(record, update_time=now, has_credentials=has_credentials)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +72,10 @@ class LabelsSet:
     labels: Mapping[str, str]
     cause: Cause = Cause.LABELS_UPDATED
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
-        return dataclasses.replace(record, labels=dict(self.labels))
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
+        return dataclasses.replace(
+            record, labels=dict(self.labels), update_time=now, has_credentials=has_credentials
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +86,11 @@ class Connecting:
     status_message: str = "Connecting."
     forget_account: bool = False
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
         return _moved(
             record,
+            now,
+            has_credentials,
             State.CONNECTING,
             RequiredAction.NONE,
             self.status_message,
@@ -95,10 +105,16 @@ class Restarting:
     disconnect: Disconnect
     cause: Cause = Cause.CLOSED
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
         message = f"WhatsApp asked for a restart ({self.disconnect.code}); reconnecting."
         return _moved(
-            record, State.CONNECTING, RequiredAction.NONE, message, disconnect=self.disconnect
+            record,
+            now,
+            has_credentials,
+            State.CONNECTING,
+            RequiredAction.NONE,
+            message,
+            disconnect=self.disconnect,
         )
 
 
@@ -108,8 +124,10 @@ class Stopped:
     status_message: str
     required_action: RequiredAction = RequiredAction.NONE
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
-        return _moved(record, State.STOPPED, self.required_action, self.status_message)
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
+        return _moved(
+            record, now, has_credentials, State.STOPPED, self.required_action, self.status_message
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +139,11 @@ class LoggedOut:
     status_message: str
     disconnect: Disconnect | None = None
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
         return _moved(
             record,
+            now,
+            has_credentials,
             State.LOGGED_OUT,
             self.required_action,
             self.status_message,
@@ -140,9 +160,11 @@ class Failed:
     retry: RetryProgress | None = None
     cause: Cause = Cause.CLOSED
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
         return _moved(
             record,
+            now,
+            has_credentials,
             State.FAILED,
             self.required_action,
             self.status_message,
@@ -155,9 +177,11 @@ class Failed:
 class QrShown:
     cause: Cause = Cause.QR_SHOWN
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
         message = "Scan the QR code (WatchQrCodes) or request a pairing code."
-        return _moved(record, State.QR_PENDING, RequiredAction.SCAN_QR, message)
+        return _moved(
+            record, now, has_credentials, State.QR_PENDING, RequiredAction.SCAN_QR, message
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +189,17 @@ class Paired:
     account: Account
     cause: Cause = Cause.PAIRED
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
         message = "Linked; waiting for WhatsApp's restart (515)."
-        return _moved(record, State.PAIRING, RequiredAction.WAIT, message, account=self.account)
+        return _moved(
+            record,
+            now,
+            has_credentials,
+            State.PAIRING,
+            RequiredAction.WAIT,
+            message,
+            account=self.account,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +207,15 @@ class Connected:
     account: Account
     cause: Cause = Cause.OPENED
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
         return _moved(
-            record, State.CONNECTED, RequiredAction.NONE, "Connected.", account=self.account
+            record,
+            now,
+            has_credentials,
+            State.CONNECTED,
+            RequiredAction.NONE,
+            "Connected.",
+            account=self.account,
         )
 
 
@@ -191,9 +229,11 @@ class Reconnecting:
     status_message: str
     cause: Cause = Cause.CLOSED
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
         return _moved(
             record,
+            now,
+            has_credentials,
             State.RECONNECTING,
             self.required_action,
             self.status_message,
@@ -210,9 +250,11 @@ class RetryStarted:
     max_attempts: int
     cause: Cause = Cause.RETRY_STARTED
 
-    def apply(self, record: SessionRecord) -> SessionRecord:
+    def apply(self, record: SessionRecord, now: float, has_credentials: bool) -> SessionRecord:
         return _moved(
             record,
+            now,
+            has_credentials,
             State.RECONNECTING,
             record.required_action,
             f"Retry {self.attempt}: connecting.",
