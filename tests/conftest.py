@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wasessions_server.events import EventJournal
+from wasessions_server.store import MemoryStore
 
 from tests.helpers import Running, start_server, stop_server
 
@@ -31,3 +33,15 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
 @pytest.fixture
 async def srv(make_server: ServerFactory) -> Running:
     return await make_server()
+
+
+@pytest.fixture
+def session_store() -> MemoryStore:
+    """The store behind the sessions unit tests: in memory (`fail_writes` fills the disk)."""
+    return MemoryStore()
+
+
+@pytest.fixture
+async def session_journal(session_store: MemoryStore) -> EventJournal:
+    """The journal the unit tests of sessions write to (closed by the registry's shutdown)."""
+    return await EventJournal.open(session_store)

@@ -91,7 +91,11 @@ async def test_create_twice_and_idempotent_retry(srv: Running) -> None:
 async def test_create_validates_engine_labels_and_proxy(srv: Running) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as engine:
         await srv.create("x", engine="nope")
-    assert error_info(engine.value)[:2] == (grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_ENGINE")
+    assert error_info(engine.value) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "UNKNOWN_ENGINE",
+        ["engine"],
+    )
     with pytest.raises(grpc.aio.AioRpcError) as labels:
         await srv.create("x", labels={"Bad Key": "v"})
     assert error_info(labels.value)[:2] == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_LABELS")

@@ -14,9 +14,9 @@ import pytest
 from wasessions.v1 import session_service_pb2 as svc
 from wasessions_server.config import JournalSettings, ServerConfig, config_from_mapping, load_config
 from wasessions_server.errors import ConfigError
-from wasessions_server.manager import ManagerSettings
 from wasessions_server.policy import Action, Backoff, QrSchedule, default_policy
 from wasessions_server.security import SecuritySettings
+from wasessions_server.sessions import ManagerSettings
 
 from tests.conftest import ServerFactory
 from tests.helpers import spawn_server

@@ -296,7 +296,7 @@ async def test_stop_before_the_restore_reaches_a_session(
     await first.linked("late")
     await stop_server(first)
     # The whole restore jitter, every time: the session waits 3 s for its turn.
-    monkeypatch.setattr("wasessions_server.manager.manager.random.uniform", lambda a, b: b)
+    monkeypatch.setattr("wasessions_server.sessions.registry.random.uniform", lambda a, b: b)
     second = await make_server({"manager": {"restore_jitter_s": 3.0}}, data_dir=data)
     waiting = await second.get("late")
     assert waiting.state == S.CONNECTING

@@ -243,3 +243,78 @@ async def test_disk_full_refuses_writes_damages_nothing_and_recovers(
         await again.wait_state("waiting", S.CONNECTED)
     finally:
         await stop_server(again)
+
+
+async def test_a_close_the_store_refuses_is_not_served_as_connected_and_is_stored_later(
+    small_disk: SmallDisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A long backoff: after the close the session stays RECONNECTING, its truth does not move.
+    config = {**CONFIG, "policy": {"default": {"initial_delay_s": 30.0, "max_delay_s": 30.0}}}
+    running = await start_server(small_disk.root / "data", config)
+    try:
+        await running.linked("s1")
+        await running.create("other", skip_start=True)
+        health = health_pb2_grpc.HealthStub(running.channel).Watch(
+            health_pb2.HealthCheckRequest(service="sessions/s1")
+        )
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert (await health.read()).status == serving
+        small_disk.fill(running)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="wasessions_server.sessions"):
+            await running.inject("s1", 428)
+            # The close happened but could not be stored: no read serves the stale CONNECTED.
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while True:
+                try:
+                    session = await running.get("s1")
+                except grpc.aio.AioRpcError as error:
+                    assert error_info(error)[:2] == (
+                        grpc.StatusCode.UNAVAILABLE,
+                        "STORAGE_UNAVAILABLE",
+                    )
+                    break
+                assert session.state == S.CONNECTED
+                assert asyncio.get_running_loop().time() < deadline, "the close never showed"
+                await asyncio.sleep(0.01)
+            for call in (
+                running.sessions.ListSessions(svc.ListSessionsRequest()),
+                running.sessions.WatchQrCodes(svc.WatchQrCodesRequest(name="sessions/s1")).read(),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await call
+                assert error_info(raised.value)[:2] == (
+                    grpc.StatusCode.UNAVAILABLE,
+                    "STORAGE_UNAVAILABLE",
+                )
+            # Its health no longer says SERVING either.
+            status = await asyncio.wait_for(health.read(), 5.0)
+            assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            health.cancel()
+            # Another session, whose state is stored and true, is still read.
+            assert (await running.get("other")).state == S.STOPPED
+            await asyncio.sleep(0.5)  # retried in the background meanwhile: one ERROR line
+            refused = [
+                r
+                for r in caplog.records
+                if r.levelno >= logging.ERROR and r.name == "wasessions_server.sessions.session"
+            ]
+            assert len(refused) == 1, caplog.text
+            assert "could not be stored" in refused[0].getMessage()
+
+            small_disk.free()
+            # Stored as soon as the store takes writes again, not at the next change.
+            async with asyncio.timeout(3.0):
+                while True:
+                    try:
+                        session = await running.get("s1")
+                        break
+                    except grpc.aio.AioRpcError:
+                        await asyncio.sleep(0.02)
+            assert session.state == S.RECONNECTING
+            assert session.last_disconnect.code == 428
+            assert any("stored again" in r.getMessage() for r in caplog.records), caplog.text
+            listed = await running.sessions.ListSessions(svc.ListSessionsRequest())
+            assert [s.state for s in listed.sessions] == [S.STOPPED, S.RECONNECTING]
+    finally:
+        await stop_server(running)

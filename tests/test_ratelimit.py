@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from wasessions_server.manager.ratelimit import ConnectRateLimiter, Pacer
 from wasessions_server.rates import ConnectMeter
+from wasessions_server.sessions.pacing import ConnectRateLimiter, Pacer
 
 
 def _most_in_window(times: list[float], window: float) -> int:

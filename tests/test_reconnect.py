@@ -8,7 +8,7 @@ import itertools
 import pytest
 from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import simulator_service_pb2 as sim
-from wasessions_server.manager.ratelimit import ConnectRateLimiter
+from wasessions_server.sessions.pacing import ConnectRateLimiter
 
 from tests.conftest import ServerFactory
 from tests.helpers import Running, S

@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 
 from wasessions_server.engines.registry import KNOWN_ENGINES
 from wasessions_server.errors import ConfigError
-from wasessions_server.manager import ManagerSettings
 from wasessions_server.model import RequiredAction
 from wasessions_server.policy import Action, Backoff, CodeRule, QrSchedule, ReconnectPolicy
 from wasessions_server.policy.table import BACKOFF_KEYS, DEFAULT_ROWS, DEFAULT_RULE, build_policy
 from wasessions_server.security import ApiKeys, SecuritySettings, TlsFiles, parse_api_keys
+from wasessions_server.sessions import ManagerSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import queue
 import time
 from typing import Any
 
-from wasessions_server.model import JournalEntry, SessionRecord
+from wasessions_server.model import JournalEntry
 
 STATE_LOGGER = "wasessions_server.sessions"
 FORMATS = ("text", "json")
@@ -100,23 +100,16 @@ class StateChangeLog:
 
     def __init__(self) -> None:
         self._log = logging.getLogger(STATE_LOGGER)
-        self._states: dict[str, str] = {}
-
-    def seed(self, records: list[SessionRecord]) -> None:
-        for record in records:
-            self._states[record.session_id] = record.state.value
 
     def __call__(self, entry: JournalEntry) -> None:
         sid = entry.session_id
-        previous = self._states.get(sid)
+        previous = entry.before.state.value if entry.before is not None else None
         record = entry.record
         if record is None:
-            self._states.pop(sid, None)
             fields: dict[str, Any] = {"session": sid, "state": "DELETED", "previous": previous}
             self._log.info("session %s deleted", sid, extra={**fields, "cause": "DELETED"})
             return
         state = record.state.value
-        self._states[sid] = state
         if state == previous:
             return
         closed = record.last_disconnect

@@ -1,8 +1,8 @@
 """Prometheus metrics (prometheus-client), served over HTTP at `metrics_listen` when set.
 
-Everything is fed from the journal (every committed change, in order) and from the api layer
-(RPCs and streams); values that are cheaper to read than to track are read at scrape time, in
-the event loop, so they are consistent with what the server itself sees.
+Everything is fed from the journal (every committed change, in order, with the record before
+it) and from the api layer (RPCs and streams); values that are cheaper to read than to track are
+read at scrape time, in the event loop, so they are consistent with what the server itself sees.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from wasessions_server.manager import SessionManager
-from wasessions_server.manager.qr import QrBoard
-from wasessions_server.model import Cause, JournalEntry, SessionRecord, State
+from wasessions_server.model import Cause, JournalEntry, State
+from wasessions_server.sessions import SessionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -92,56 +91,37 @@ class ServerMetrics:
         )
         self._connects_counted = 0
         self._storage_errors_counted = 0
+        self._qr_counted = 0
         self._rpc_counters: dict[tuple[str, str], Counter] = {}
         self._rpc_timers: dict[str, Histogram] = {}
-        self._manager: SessionManager | None = None
-        self._last: dict[str, SessionRecord] = {}
+        self._sessions: SessionRegistry | None = None
+        #: When each session that was CONNECTED lost its connection (until it is back).
         self._down_since: dict[str, float] = {}
-        self._boards: dict[str, QrBoard] = {}
-        self._qr_counted: dict[str, int] = {}
 
     # Feeding ---------------------------------------------------------------------------------
 
-    def attach(self, manager: SessionManager) -> None:
-        """Starts following `manager`'s journal. Call before the event loop runs anything
-        else after `manager.start()`, so no change falls between the seed and the listener."""
-        self._manager = manager
-        for record in manager.snapshot(None):
-            self._last[record.session_id] = record
-            self._watch_board(record.session_id)
-        for engine in manager.engines:
+    def attach(self, sessions: SessionRegistry) -> None:
+        """Follows `sessions`' journal from now on, and reads them at scrape time."""
+        self._sessions = sessions
+        for engine in sessions.engine_names:
             for state in State:
                 self.sessions.labels(state.value, engine)
-        manager.journal.add_listener(self.on_entry)
-
-    def _watch_board(self, session_id: str) -> None:
-        if self._manager is None or session_id in self._boards:
-            return
-        with contextlib.suppress(Exception):
-            self._boards[session_id] = self._manager.supervisor(session_id).qr
-            self._qr_counted[session_id] = 0
+        sessions.journal.add_listener(self.on_entry)
 
     def on_entry(self, entry: JournalEntry) -> None:
         sid = entry.session_id
-        previous = self._last.get(sid)
-        record = entry.record
-        self._count_qr(sid)
+        before, record = entry.before, entry.record
         if record is None:
-            self._last.pop(sid, None)
             self._down_since.pop(sid, None)
-            self._boards.pop(sid, None)
-            self._qr_counted.pop(sid, None)
             return
-        self._last[sid] = record
-        self._watch_board(sid)
-        if previous is None or previous.state is not record.state:
+        if before is None or before.state is not record.state:
             self.state_changes.labels(record.state.value).inc()
         if entry.cause is Cause.RETRY_STARTED:
             self.reconnect_attempts.inc()
         closed = record.last_disconnect
-        if closed is not None and (previous is None or previous.last_disconnect != closed):
+        if closed is not None and (before is None or before.last_disconnect != closed):
             self.disconnects.labels(str(closed.code)).inc()
-            if previous is not None and previous.state is State.CONNECTED:
+            if before is not None and before.state is State.CONNECTED:
                 self._down_since[sid] = closed.time
         if record.state is State.CONNECTED:
             since = self._down_since.pop(sid, None)
@@ -149,16 +129,6 @@ class ServerMetrics:
                 self.reconnect_seconds.observe(max(0.0, entry.time - since))
         elif not record.state.is_running:
             self._down_since.pop(sid, None)
-
-    def _count_qr(self, session_id: str) -> None:
-        board = self._boards.get(session_id)
-        if board is None:
-            return
-        issued = board.issued
-        counted = self._qr_counted.get(session_id, 0)
-        if issued > counted:
-            self.qr_codes.inc(issued - counted)
-            self._qr_counted[session_id] = issued
 
     def rpc_done(self, method: str, code: str, seconds: float) -> None:
         # NOTE: `labels()` takes a lock and builds a key on every call: the children are kept.
@@ -175,25 +145,26 @@ class ServerMetrics:
 
     async def refresh(self) -> None:
         """Brings the scrape-time values up to date."""
-        manager = self._manager
-        if manager is None:
+        sessions = self._sessions
+        if sessions is None:
             return
-        for session_id in list(self._boards):
-            self._count_qr(session_id)
-        limiter = manager.limiter
-        self.connects.inc(limiter.granted - self._connects_counted)
-        self._connects_counted = limiter.granted
-        self.connects_peak.set(limiter.peak_per_second)
+        issued = sessions.qr_codes_issued
+        self.qr_codes.inc(issued - self._qr_counted)
+        self._qr_counted = issued
+        started = sessions.connects_started
+        self.connects.inc(started - self._connects_counted)
+        self._connects_counted = started
+        self.connects_peak.set(sessions.peak_connects_per_second)
         counts: dict[tuple[str, str], int] = {}
-        for engine in manager.engines:
+        for engine in sessions.engine_names:
             for state in State:
                 counts[(state.value, engine)] = 0
-        for record in manager.snapshot(None):
+        for record in sessions.snapshot(None):
             key = (record.state.value, record.engine)
             counts[key] = counts.get(key, 0) + 1
         for (state_name, engine), count in counts.items():
             self.sessions.labels(state_name, engine).set(count)
-        journal = manager.journal
+        journal = sessions.journal
         self.storage_errors.inc(journal.write_failures - self._storage_errors_counted)
         self._storage_errors_counted = journal.write_failures
         self.watch_streams.set(journal.subscriber_count)

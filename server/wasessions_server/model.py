@@ -1,6 +1,6 @@
 """Plain typed values shared by every layer: a session's record and its parts.
 
-These mirror the `wasessions.v1` messages but carry no gRPC or protobuf: the manager, policy,
+These mirror the `wasessions.v1` messages but carry no gRPC or protobuf: the sessions, policy,
 events and store layers speak only in these.
 """
 
@@ -27,7 +27,7 @@ class State(enum.Enum):
 
     @property
     def is_running(self) -> bool:
-        """A supervisor works on the session (it is neither stopped nor given up)."""
+        """The session has a run loop working on it (it is neither stopped nor given up)."""
         return self not in (State.STOPPED, State.LOGGED_OUT, State.FAILED)
 
 

@@ -17,10 +17,9 @@ from wasessions_server.events import (
     WatchItem,
     format_token,
 )
-from wasessions_server.manager import QrItem, QrOutcome
-from wasessions_server.manager.manager import ManagerSettings
 from wasessions_server.model import SessionRecord, State, redact_proxy
 from wasessions_server.policy import CodeRule
+from wasessions_server.sessions import ManagerSettings, QrItem, QrOutcome
 
 STATES = {s: pb.Session.State.Value(s.value) for s in State}
 STATES_BACK = {v: s for s, v in STATES.items()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -26,9 +25,9 @@ from wasessions_server.engines.registry import build_engine
 from wasessions_server.engines.sim import SimEngine
 from wasessions_server.events import EventJournal
 from wasessions_server.logfmt import StateChangeLog
-from wasessions_server.manager import SessionManager
 from wasessions_server.metrics import MetricsHttpServer, ServerMetrics
 from wasessions_server.security import Role, SecuritySettings
+from wasessions_server.sessions import SessionRegistry
 from wasessions_server.store import DataDirLock, SessionStore, open_embedded
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ class WaSessionsServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.port = 0
-        self.manager: SessionManager | None = None
+        self.manager: SessionRegistry | None = None
         self.health = SessionHealthServicer()
         self.metrics = ServerMetrics()
         self.metrics_port = 0
@@ -96,18 +95,17 @@ class WaSessionsServer:
             for name in config.engines
         }
         sim = engines.get("sim")
-        # NOTE: the default engine of new sessions is ServerConfig.engine (the config module
-        # no longer copies it into ManagerSettings); the sessions refactor hands it over itself.
-        settings = dataclasses.replace(config.manager, default_engine=config.engine)
-        self.manager = SessionManager(self._journal, credential_store, engines, settings)
-        await self.manager.start()
-        # NOTE: no await between start() and these: each seeds from the sessions as loaded
-        # and then follows the journal, so no change can fall in between.
+        self.manager = SessionRegistry(
+            self._journal,
+            credential_store,
+            engines,
+            config.manager,
+            default_engine=config.engine,
+        )
         self.health.attach(self.manager)
         self.metrics.attach(self.manager)
-        state_log = StateChangeLog()
-        state_log.seed(list(self.manager.snapshot(None)))
-        self._journal.add_listener(state_log)
+        self._journal.add_listener(StateChangeLog())
+        await self.manager.start()
 
         security = config.security
         # NOTE: so_reuseport 0: a second process must not share the port and split traffic.

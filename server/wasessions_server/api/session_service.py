@@ -1,4 +1,4 @@
-"""SessionService: thin handlers over the SessionManager."""
+"""SessionService: thin handlers over the SessionRegistry."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 from wasessions_server.api import convert
 from wasessions_server.api import validation as check
 from wasessions_server.api.status import Ctx, streaming, unary
-from wasessions_server.errors import ServiceError, Status, invalid_argument
+from wasessions_server.errors import invalid_argument
 from wasessions_server.events import parse_token
-from wasessions_server.manager import SessionManager
 from wasessions_server.model import State
+from wasessions_server.sessions import SessionRegistry
 
 
 class SessionService(svc_grpc.SessionServiceServicer):
-    def __init__(self, manager: SessionManager) -> None:
-        self._manager = manager
+    def __init__(self, sessions: SessionRegistry) -> None:
+        self._sessions = sessions
 
     @unary
     async def CreateSession(self, request: svc.CreateSessionRequest, context: Ctx) -> pb.Session:
@@ -27,7 +27,7 @@ class SessionService(svc_grpc.SessionServiceServicer):
         labels = check.labels(request.labels)
         request_id = check.request_id(request.request_id)
         proxy = check.proxy_url(request.proxy)
-        record = await self._manager.create(
+        record = await self._sessions.create(
             session_id,
             labels=labels,
             engine=request.engine,
@@ -39,7 +39,7 @@ class SessionService(svc_grpc.SessionServiceServicer):
 
     @unary
     async def GetSession(self, request: svc.GetSessionRequest, context: Ctx) -> pb.Session:
-        return convert.session(self._manager.get(check.session_name(request.name)))
+        return convert.session(self._sessions.get(check.session_name(request.name)))
 
     @unary
     async def ListSessions(
@@ -48,7 +48,7 @@ class SessionService(svc_grpc.SessionServiceServicer):
         size = check.page_size(request.page_size)
         states = frozenset(_state(v, f"states[{i}]") for i, v in enumerate(request.states))
         after = check.page_token(request.page_token, states)
-        records, next_after = self._manager.list_page(after, states, size)
+        records, next_after = self._sessions.list_page(after, states, size)
         return svc.ListSessionsResponse(
             sessions=[convert.session(r) for r in records],
             next_page_token=check.format_page_token(next_after, states) if next_after else "",
@@ -59,29 +59,29 @@ class SessionService(svc_grpc.SessionServiceServicer):
         session_id = check.session_name(request.name)
         paths = check.update_paths(request.update_mask.paths)
         labels = check.labels(request.labels)
-        return convert.session(await self._manager.update_labels(session_id, labels, paths))
+        return convert.session(await self._sessions.update_labels(session_id, labels, paths))
 
     @unary
     async def StartSession(self, request: svc.StartSessionRequest, context: Ctx) -> pb.Session:
         session_id = check.session_name(request.name)
-        record = await self._manager.start_session(session_id, relink=request.relink)
+        record = await self._sessions.start_session(session_id, relink=request.relink)
         return convert.session(record)
 
     @unary
     async def StopSession(self, request: svc.StopSessionRequest, context: Ctx) -> pb.Session:
-        record = await self._manager.stop_session(check.session_name(request.name))
+        record = await self._sessions.stop_session(check.session_name(request.name))
         return convert.session(record)
 
     @unary
     async def LogoutSession(self, request: svc.LogoutSessionRequest, context: Ctx) -> pb.Session:
-        record = await self._manager.logout_session(check.session_name(request.name))
+        record = await self._sessions.logout_session(check.session_name(request.name))
         return convert.session(record)
 
     @unary
     async def DeleteSession(
         self, request: svc.DeleteSessionRequest, context: Ctx
     ) -> svc.DeleteSessionResponse:
-        await self._manager.delete_session(check.session_name(request.name))
+        await self._sessions.delete_session(check.session_name(request.name))
         return svc.DeleteSessionResponse()
 
     @unary
@@ -90,24 +90,8 @@ class SessionService(svc_grpc.SessionServiceServicer):
     ) -> svc.RequestPairingCodeResponse:
         session_id = check.session_name(request.name)
         phone = check.phone_number(request.phone_number)
-        supervisor = self._manager.supervisor(session_id)
-        record = supervisor.record
-        connection = supervisor.live_connection
-        if record.state is not State.QR_PENDING or connection is None:
-            if record.has_credentials or record.state is State.CONNECTED:
-                raise ServiceError(
-                    Status.FAILED_PRECONDITION,
-                    "SESSION_ALREADY_LINKED",
-                    f"session {session_id} is already linked; a pairing code is only for a "
-                    "new login (StartSession with relink starts over)",
-                )
-            raise ServiceError(
-                Status.FAILED_PRECONDITION,
-                "NOT_IN_QR_PHASE",
-                f"session {session_id} is {record.state.value}; a pairing code can be "
-                "requested only while it is QR_PENDING",
-            )
-        return svc.RequestPairingCodeResponse(code=await connection.request_pairing_code(phone))
+        code = await self._sessions.request_pairing_code(session_id, phone)
+        return svc.RequestPairingCodeResponse(code=code)
 
     @streaming
     async def WatchSessions(
@@ -124,8 +108,8 @@ class SessionService(svc_grpc.SessionServiceServicer):
                     "resume_token is not a token from WatchSessions; watch without one to "
                     "start from a snapshot",
                 )
-        journal_id = self._manager.journal.journal_id
-        async for item in self._manager.watch(session_ids, resume):
+        journal_id = self._sessions.journal.journal_id
+        async for item in self._sessions.watch(session_ids, resume):
             yield convert.watch_response(item, journal_id)
 
     @streaming
@@ -133,12 +117,12 @@ class SessionService(svc_grpc.SessionServiceServicer):
         self, request: svc.WatchQrCodesRequest, context: Ctx
     ) -> AsyncIterator[svc.QrCode]:
         session_id = check.session_name(request.name)
-        async for item in self._manager.qr_codes(session_id):
+        async for item in self._sessions.qr_codes(session_id):
             yield convert.qr_code(item)
 
     @unary
     async def GetPolicy(self, request: svc.GetPolicyRequest, context: Ctx) -> svc.Policy:
-        return convert.policy(self._manager.settings)
+        return convert.policy(self._sessions.settings)
 
 
 def _state(value: int, field: str) -> State:

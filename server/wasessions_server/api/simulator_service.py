@@ -9,17 +9,17 @@ from wasessions_server.api import validation as check
 from wasessions_server.api.status import Ctx, unary
 from wasessions_server.engines.sim import SimEngine
 from wasessions_server.errors import ServiceError, Status
-from wasessions_server.manager import SessionManager
+from wasessions_server.sessions import SessionRegistry
 
 
 class SimulatorService(sim_grpc.SimulatorServiceServicer):
-    def __init__(self, manager: SessionManager, engine: SimEngine) -> None:
-        self._manager = manager
+    def __init__(self, sessions: SessionRegistry, engine: SimEngine) -> None:
+        self._sessions = sessions
         self._engine = engine
 
     def _sim_session(self, name: str) -> str:
         session_id = check.session_name(name)
-        record = self._manager.get(session_id)
+        record = self._sessions.get(session_id)
         if record.engine != self._engine.name:
             raise ServiceError(
                 Status.FAILED_PRECONDITION,

@@ -93,7 +93,8 @@ class Engine(Protocol):
 
     async def refresh_credentials(self, vault: CredentialVault) -> bool:
         """Checks what is really stored, off the event loop, and returns it; `has_credentials`
-        answers the same from then on. Called at load, after a wipe, on PairSuccess and Closed."""
+        answers the same from then on. Called at load, after a wipe, on PairSuccess and on a
+        Closed the policy does not retry."""
         ...
 
     async def logout_offline(self, vault: CredentialVault) -> None:

@@ -182,7 +182,9 @@ class EventJournal:
                 await self._store.write_batch(entries)
             except StorageError as error:
                 self.write_failures += 1
-                log.error("journal commit of %d changes failed: %s", len(entries), error)
+                # NOTE: once per episode: while the disk stays full, retries fail every second.
+                level = logging.ERROR if self.writable else logging.DEBUG
+                log.log(level, "journal commit of %d changes failed: %s", len(entries), error)
                 self._set_writable(False)
                 # NOTE: nothing was written, so these sequence numbers are free again; later
                 # changes already queued are renumbered to keep the journal without gaps.

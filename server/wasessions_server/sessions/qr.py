@@ -20,17 +20,24 @@ QrItem = Qr | QrOutcome
 _DRAIN = object()
 
 
+class QrCount:
+    """QR codes shown by every session since the server started (for metrics)."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+
+
 class QrBoard:
     """The QR phase of one session as seen by its watchers."""
 
-    def __init__(self) -> None:
+    def __init__(self, count: QrCount) -> None:
         self.current: Qr | None = None
-        self.issued = 0  # codes shown over the board's life (for metrics)
+        self._count = count
         self._watchers: set[asyncio.Queue[QrItem | object]] = set()
 
     def show(self, qr: Qr) -> None:
         self.current = qr
-        self.issued += 1
+        self._count.issued += 1
         for queue in self._watchers:
             queue.put_nowait(qr)
 

@@ -1,9 +1,12 @@
-"""A global connect rate limit, so a reconnect storm never becomes a thundering herd."""
+"""Pacing: a global connect rate limit, so a reconnect storm never becomes a thundering herd,
+and a pacer that spreads close handling over loop iterations."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+
+from wasessions_server.rates import SlidingWindow
 
 
 class ConnectRateLimiter:
@@ -28,9 +31,8 @@ class ConnectRateLimiter:
         # so whoever counts the connects (WhatsApp) sees them a little bunched; 1 % was seen
         # at exactly the limit in a 10,000-session storm.
         self._per_second = max(1, int(rate * 0.98))
-        self._recent: collections.deque[float] = collections.deque()  # releases in the last 1 s
+        self._released = SlidingWindow()  # releases in the last second
         self.granted = 0  # connects released so far (each starts right after its release)
-        self.peak_per_second = 0  # the most released within one second
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._dispatcher: asyncio.Task[None] | None = None
 
@@ -49,16 +51,17 @@ class ConnectRateLimiter:
             self._stamp = now
         self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
-        recent = self._recent
-        while recent and recent[0] <= now - 1.0:
-            recent.popleft()
-        if self._tokens < 1.0 or len(recent) >= self._per_second:
+        if self._tokens < 1.0 or self._released.count(now) >= self._per_second:
             return False
         self._tokens -= 1.0
-        recent.append(now)
+        self._released.add(now)
         self.granted += 1
-        self.peak_per_second = max(self.peak_per_second, len(recent))
         return True
+
+    @property
+    def peak_per_second(self) -> int:
+        """The most connects released within one second."""
+        return self._released.peak
 
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -73,15 +76,18 @@ class ConnectRateLimiter:
                     break
             if waiters:
                 delay = (1.0 - self._tokens) / self.rate
-                if len(self._recent) >= self._per_second:
-                    delay = max(delay, self._recent[0] + 1.0 - loop.time())
+                now = loop.time()
+                if self._released.count(now) >= self._per_second:
+                    oldest = self._released.oldest
+                    assert oldest is not None
+                    delay = max(delay, oldest + 1.0 - now)
                 await asyncio.sleep(max(delay, 0.0005))
 
 
 class Pacer:
     """Admits at most `per_turn` waiters per event-loop iteration, in order.
 
-    NOTE: when thousands of connections close at once (a network blip), every supervisor
+    NOTE: when thousands of connections close at once (a network blip), every session
     would otherwise run its close handling in the same loop iteration, and RPCs would wait
     behind all of it; paced, the loop answers RPCs between slices. One pacer, no timers.
     """
