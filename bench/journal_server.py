@@ -31,7 +31,7 @@ from wasessions_server.store import SqliteStore
 async def _load(
     server: WaSessionsServer, ids: list[str], tasks: int, seconds: float
 ) -> dict[str, Any]:
-    manager = server.manager
+    manager = server.sessions
     assert manager is not None
     journal = manager.journal
     head_before = journal.head
@@ -84,7 +84,7 @@ async def _serve(args: argparse.Namespace) -> None:
     ids = [f"j{i:05d}" for i in range(args.sessions)]
     gate = asyncio.Semaphore(256)
 
-    manager = server.manager
+    manager = server.sessions
     assert manager is not None
 
     async def create(session_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 
 import grpc
@@ -137,6 +138,35 @@ async def test_list_pages_in_id_order_and_filters(srv: Running) -> None:
     assert [s.name for s in qr.sessions] == ["sessions/s07"] and not qr.next_page_token
     huge = await srv.sessions.ListSessions(svc.ListSessionsRequest(page_size=2**31 - 1))
     assert len(huge.sessions) == 25
+
+
+async def test_list_pages_stop_at_one_mebibyte(srv: Running) -> None:
+    # 64 labels of 256 characters: about 21 KB a session, so 1,000 would be about 21 MB.
+    labels = {f"k{n:02d}-" + "x" * 58: "v" * 256 for n in range(64)}
+    ids = [f"big{i:03d}" for i in range(120)]
+    await asyncio.gather(*(srv.create(sid, skip_start=True, labels=labels) for sid in ids))
+    seen: list[str] = []
+    sizes: list[int] = []
+    token = ""
+    while True:
+        page = await srv.sessions.ListSessions(
+            svc.ListSessionsRequest(page_size=1000, page_token=token)
+        )
+        sizes.append(page.ByteSize())
+        seen += [s.name.removeprefix("sessions/") for s in page.sessions]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == ids, "every session once, in id order, across the capped pages"
+    assert len(sizes) >= 3, sizes
+    assert max(sizes) <= 1 << 20, sizes
+    assert sizes[0] > (1 << 20) - 30_000, "a page is filled up to the cap"
+
+
+async def test_list_page_always_holds_one_session(srv: Running) -> None:
+    await srv.create("one", skip_start=True, labels={"a": "b"})
+    page = await srv.sessions.ListSessions(svc.ListSessionsRequest(page_size=1))
+    assert [s.name for s in page.sessions] == ["sessions/one"] and not page.next_page_token
 
 
 async def test_list_rejects_bad_page_size_and_tokens(srv: Running) -> None:

@@ -49,7 +49,7 @@ class WaSessionsServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.port = 0
-        self.manager: SessionRegistry | None = None
+        self.sessions: SessionRegistry | None = None
         self.health = SessionHealthServicer()
         self.metrics = ServerMetrics()
         self.metrics_port = 0
@@ -95,17 +95,17 @@ class WaSessionsServer:
             for name in config.engines
         }
         sim = engines.get("sim")
-        self.manager = SessionRegistry(
+        self.sessions = SessionRegistry(
             self._journal,
             credential_store,
             engines,
             config.manager,
             default_engine=config.engine,
         )
-        self.health.attach(self.manager)
-        self.metrics.attach(self.manager)
+        self.health.attach(self.sessions)
+        self.metrics.attach(self.sessions)
         self._journal.add_listener(StateChangeLog())
-        await self.manager.start()
+        await self.sessions.start()
 
         security = config.security
         # NOTE: so_reuseport 0: a second process must not share the port and split traffic.
@@ -118,12 +118,12 @@ class WaSessionsServer:
         # NOTE: every service is added through the guard's registrar, so none is unguarded.
         counted = self.metrics if security.metrics_listen is not None else None
         guarded = RpcGuard(security, counted).registrar(server)
-        svc_grpc.add_SessionServiceServicer_to_server(SessionService(self.manager), guarded)
+        svc_grpc.add_SessionServiceServicer_to_server(SessionService(self.sessions), guarded)
         services = [SESSION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
         if isinstance(sim, SimEngine):
             log.warning("the sim engine is enabled: SimulatorService (fault injection) is served")
             sim_grpc.add_SimulatorServiceServicer_to_server(
-                SimulatorService(self.manager, sim), guarded
+                SimulatorService(self.sessions, sim), guarded
             )
             services.append(SIMULATOR_SERVICE)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
@@ -190,12 +190,12 @@ class WaSessionsServer:
             return
         self._stopped = True
         await self.health.enter_graceful_shutdown()
-        if self.manager is not None:
-            self.manager.drain()
+        if self.sessions is not None:
+            self.sessions.drain()
         if self._server is not None:
             await self._server.stop(self.config.shutdown_grace_s)
-        if self.manager is not None:
-            await self.manager.shutdown()
+        if self.sessions is not None:
+            await self.sessions.shutdown()
             self._journal = None
         await self._abandon()
         log.info("wa-sessions stopped")

@@ -16,6 +16,9 @@ from wasessions_server.events import parse_token
 from wasessions_server.model import State
 from wasessions_server.sessions import SessionRegistry
 
+#: A repeated field's tag and length prefix, at most, per session in a page.
+_ENTRY_OVERHEAD = 6
+
 
 class SessionService(svc_grpc.SessionServiceServicer):
     def __init__(self, sessions: SessionRegistry) -> None:
@@ -49,8 +52,19 @@ class SessionService(svc_grpc.SessionServiceServicer):
         states = frozenset(_state(v, f"states[{i}]") for i, v in enumerate(request.states))
         after = check.page_token(request.page_token, states)
         records, next_after = self._sessions.list_page(after, states, size)
+        sessions: list[pb.Session] = []
+        page_bytes = 0
+        for record in records:
+            session = convert.session(record)
+            # NOTE: a page of 1,000 sessions with large labels would pass a client's 4 MiB
+            # default; the byte cap ends it early (never before its first session).
+            page_bytes += session.ByteSize() + _ENTRY_OVERHEAD
+            if sessions and page_bytes > check.MAX_PAGE_BYTES:
+                next_after = records[len(sessions) - 1].session_id
+                break
+            sessions.append(session)
         return svc.ListSessionsResponse(
-            sessions=[convert.session(r) for r in records],
+            sessions=sessions,
             next_page_token=check.format_page_token(next_after, states) if next_after else "",
         )
 

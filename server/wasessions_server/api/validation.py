@@ -20,6 +20,8 @@ MAX_LABEL_VALUE = 256
 MAX_REQUEST_ID = 128
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+#: A ListSessions page ends before it would pass this size (it always holds one session).
+MAX_PAGE_BYTES = 1 << 20
 
 _ID_RULE = "1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
 
