@@ -363,6 +363,8 @@ class QrCode:
 # Messages --------------------------------------------------------------------------------------
 
 Message = mpb.Message
+#: The message status names, in the order of the contract (QUEUED ... RECEIVED).
+MESSAGE_STATUS_NAMES = tuple(n for n in mpb.Message.Status.keys() if n != "STATUS_UNSPECIFIED")  # noqa: SIM118
 #: `parent` meaning every session.
 ALL_SESSIONS = "sessions/-"
 #: Statuses an OUTBOUND message never leaves.
@@ -387,7 +389,7 @@ def parse_status(status: str | int) -> int:
     try:
         return int(mpb.Message.Status.Value(status.upper()))
     except ValueError:
-        names = ", ".join(n for n in mpb.Message.Status.keys() if n != "STATUS_UNSPECIFIED")  # noqa: SIM118
+        names = ", ".join(MESSAGE_STATUS_NAMES)
         raise ValueError(f"unknown message status {status!r} (one of {names})") from None
 
 
