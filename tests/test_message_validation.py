@@ -10,6 +10,7 @@ from functools import partial
 
 import pytest
 from wasessions.v1 import message_pb2
+from wasessions.v1 import simulator_service_pb2 as sim
 from wasessions_server.api import message_validation as check
 from wasessions_server.api import validation
 from wasessions_server.errors import ServiceError, Status
@@ -62,6 +63,21 @@ def test_message_id_rule() -> None:
     assert check.message_id("a" * 128) == "a" * 128
     for bad in ("", "a" * 129, "a\n", "a/b", "-" + "é"):
         _rejects(partial(check.message_id, bad), "INVALID_MESSAGE_NAME", "message_id")
+
+
+def test_reply_to_and_reactions_are_messages_of_the_same_session() -> None:
+    name = check.same_session_message("sessions/a/messages/m", "a", "reply_to")
+    assert str(name) == "sessions/a/messages/m"
+    _rejects(
+        partial(check.same_session_message, "sessions/b/messages/m", "a", "reaction.message"),
+        "MESSAGE_OF_ANOTHER_SESSION",
+        "reaction.message",
+    )
+    _rejects(
+        partial(check.same_session_message, "sessions/a/messages/", "a", "reply_to"),
+        "INVALID_MESSAGE_NAME",
+        "reply_to",
+    )
 
 
 def test_parent_is_a_session_or_every_session() -> None:
@@ -307,3 +323,29 @@ def test_malformed_and_foreign_page_tokens_are_rejected() -> None:
         "INVALID_PAGE_TOKEN",
         "page_token",
     )
+
+
+# -- the simulator's message RPCs ----------------------------------------------------------------
+
+
+def test_simulator_receipts_failure_kinds_and_counts() -> None:
+    assert [check.receipt(s) for s in (M.DELIVERED, M.READ, M.PLAYED)] == [
+        "DELIVERED",
+        "READ",
+        "PLAYED",
+    ]
+    for bad in (M.STATUS_UNSPECIFIED, M.SENT, M.QUEUED, M.RECEIVED, M.FAILED, 77):
+        _rejects(partial(check.receipt, bad), "INVALID_STATUS", "status")
+    Kind = sim.InjectSendFailureRequest
+    assert check.failure_kind(Kind.REJECT) == "REJECT"
+    assert check.failure_kind(Kind.DROP_CONNECTION) == "DROP_CONNECTION"
+    assert check.failure_kind(Kind.DROP_AFTER_ACCEPT) == "DROP_AFTER_ACCEPT"
+    for bad_kind in (Kind.KIND_UNSPECIFIED, 9):
+        _rejects(partial(check.failure_kind, bad_kind), "INVALID_FAILURE_KIND", "kind")
+    assert (check.failure_count(0), check.failure_count(1), check.failure_count(1000)) == (
+        1,
+        1,
+        1000,
+    )
+    for bad_count in (-1, 1001):
+        _rejects(partial(check.failure_count, bad_count), "INVALID_COUNT", "count")

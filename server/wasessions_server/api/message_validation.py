@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import NamedTuple
 
-from wasessions.v1 import message_pb2
+from wasessions.v1 import message_pb2, simulator_service_pb2
 
 from wasessions_server.api.validation import PHONE_NUMBER, _shown, page_size, request_id
 from wasessions_server.errors import ServiceError, invalid_argument
@@ -31,6 +31,8 @@ __all__ = [
     "contact",
     "direction",
     "emoji",
+    "failure_count",
+    "failure_kind",
     "format_page_token",
     "message_id",
     "message_name",
@@ -39,8 +41,10 @@ __all__ = [
     "page_size",
     "page_token",
     "parent",
+    "receipt",
     "recipient",
     "request_id",
+    "same_session_message",
     "statuses",
     "text",
     "ttl",
@@ -124,6 +128,19 @@ def message_names(values: Iterable[str], field: str = "messages") -> list[Messag
                 f"{field}[{i}] is of {name.session_id!r}",
             )
     return list(dict.fromkeys(names))
+
+
+def same_session_message(value: str, session_id: str, field: str) -> MessageName:
+    """A message name (`reply_to`, `reaction.message`) of the sending session."""
+    name = message_name(value, field)
+    if name.session_id != session_id:
+        raise invalid_argument(
+            field,
+            "MESSAGE_OF_ANOTHER_SESSION",
+            f"{field} must be a message of sessions/{session_id}; got one of "
+            f"sessions/{name.session_id}",
+        )
+    return name
 
 
 def parent(value: str, field: str = "parent", *, allow_all: bool = True) -> str | None:
@@ -298,6 +315,46 @@ def statuses(values: Iterable[int], field: str = "statuses") -> frozenset[str]:
             )
         out.add(name)
     return frozenset(out)
+
+
+RECEIPTS = frozenset({"DELIVERED", "READ", "PLAYED"})
+_FAILURE_KINDS = {
+    v: n
+    for n, v in simulator_service_pb2.InjectSendFailureRequest.Kind.items()
+    if v != simulator_service_pb2.InjectSendFailureRequest.KIND_UNSPECIFIED
+}
+MAX_FAILURE_COUNT = 1000
+
+
+def receipt(value: int, field: str = "status") -> str:
+    """The simulator's AcknowledgeMessage status: DELIVERED, READ or PLAYED."""
+    name = _STATUS_NAMES.get(value)
+    if name not in RECEIPTS:
+        raise invalid_argument(
+            field, "INVALID_STATUS", f"{field} must be DELIVERED, READ or PLAYED (a receipt)"
+        )
+    return name
+
+
+def failure_kind(value: int, field: str = "kind") -> str:
+    """REJECT, DROP_CONNECTION or DROP_AFTER_ACCEPT."""
+    name = _FAILURE_KINDS.get(value)
+    if name is None:
+        raise invalid_argument(
+            field,
+            "INVALID_FAILURE_KIND",
+            f"{field} must be REJECT, DROP_CONNECTION or DROP_AFTER_ACCEPT",
+        )
+    return name
+
+
+def failure_count(value: int, field: str = "count") -> int:
+    """How many sends fail: 1 to 1000; 0 means 1."""
+    if not 0 <= value <= MAX_FAILURE_COUNT:
+        raise invalid_argument(
+            field, "INVALID_COUNT", f"{field} must be 1 to {MAX_FAILURE_COUNT} (0 means 1)"
+        )
+    return value or 1
 
 
 @dataclass(frozen=True, slots=True)
