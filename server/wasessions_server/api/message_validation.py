@@ -68,10 +68,11 @@ MAX_MARK_READ = 1000
 MAX_CURSOR = 512
 
 _MESSAGE_ID_RULE = "1 to 128 characters of A-Z, a-z, 0-9, '_' and '-'"
-_RECIPIENT_RULE = (
-    "an E.164 phone number ('+', then 7 to 15 digits with no leading 0, e.g. +15551234567), "
-    "a WhatsApp JID (15551234567@s.whatsapp.net) or a group JID (...@g.us)"
+_CONTACT_RULE = (
+    "an E.164 phone number ('+', then 7 to 15 digits with no leading 0, e.g. +15551234567) "
+    "or a WhatsApp JID (15551234567@s.whatsapp.net)"
 )
+_RECIPIENT_RULE = _CONTACT_RULE + ", or a group JID (...@g.us)"
 
 
 class MessageName(NamedTuple):
@@ -166,7 +167,7 @@ def recipient(value: str, field: str = "to", *, allow_group: bool = True) -> str
         return value
     if not value:
         raise invalid_argument(field, "INVALID_RECIPIENT", f"{field} is required")
-    rule = _RECIPIENT_RULE if allow_group else _RECIPIENT_RULE.split(" or a group")[0]
+    rule = _RECIPIENT_RULE if allow_group else _CONTACT_RULE
     raise invalid_argument(
         field, "INVALID_RECIPIENT", f"{field} must be {rule}; got {_shown(value)}"
     )
