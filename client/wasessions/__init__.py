@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from wasessions.blocking import BlockingSessionsClient
     from wasessions.client import (
         EventKind,
+        MessageEventKind,
+        MessageWatch,
+        MessageWatchEvent,
         QrCode,
         ReconnectPolicy,
         SessionsClient,
@@ -39,6 +42,9 @@ _MODULES = {
     "wasessions.blocking": ("BlockingSessionsClient",),
     "wasessions.client": (
         "EventKind",
+        "MessageEventKind",
+        "MessageWatch",
+        "MessageWatchEvent",
         "QrCode",
         "ReconnectPolicy",
         "SessionWatch",
@@ -68,6 +74,9 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "InvalidArgumentError",
+    "MessageEventKind",
+    "MessageWatch",
+    "MessageWatchEvent",
     "NotFoundError",
     "QrCode",
     "ReconnectPolicy",

@@ -22,6 +22,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -29,11 +30,14 @@ import grpc
 
 from wasessions.client import (
     ConnectionListener,
+    MessageWatchEvent,
     QrCode,
     ReconnectPolicy,
     SessionsClient,
     WatchEvent,
 )
+from wasessions.v1 import message_pb2 as mpb
+from wasessions.v1 import message_service_pb2 as msvc
 from wasessions.v1 import session_pb2 as pb
 from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import simulator_service_pb2 as sim
@@ -208,6 +212,111 @@ class BlockingSessionsClient:
     ) -> pb.Session:
         return self._run(self._client.wait_for_state(session, *states, timeout=timeout))
 
+    # Messages ------------------------------------------------------------------------------
+
+    def send_message(
+        self,
+        session: str,
+        to: str,
+        text: str,
+        *,
+        reply_to: str = "",
+        request_id: str = "",
+        ttl: timedelta | float | None = None,
+    ) -> mpb.Message:
+        return self._run(
+            self._client.send_message(
+                session, to, text, reply_to=reply_to, request_id=request_id, ttl=ttl
+            )
+        )
+
+    def send_reaction(
+        self,
+        session: str,
+        to: str,
+        message: str,
+        emoji: str,
+        *,
+        request_id: str = "",
+        ttl: timedelta | float | None = None,
+    ) -> mpb.Message:
+        return self._run(
+            self._client.send_reaction(session, to, message, emoji, request_id=request_id, ttl=ttl)
+        )
+
+    def get_message(self, name: str) -> mpb.Message:
+        return self._run(self._client.get_message(name))
+
+    def list_messages_page(
+        self,
+        session: str | None = None,
+        *,
+        chat: str = "",
+        direction: str | int | None = None,
+        statuses: Collection[str | int] = (),
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> msvc.ListMessagesResponse:
+        return self._run(
+            self._client.list_messages_page(
+                session,
+                chat=chat,
+                direction=direction,
+                statuses=statuses,
+                page_size=page_size,
+                page_token=page_token,
+            )
+        )
+
+    def list_messages(
+        self,
+        session: str | None = None,
+        *,
+        chat: str = "",
+        direction: str | int | None = None,
+        statuses: Collection[str | int] = (),
+        page_size: int = 0,
+    ) -> Iterator[mpb.Message]:
+        """Newest first, fetched page after page as the iteration goes."""
+        return self._iterate(
+            self._client.list_messages(
+                session, chat=chat, direction=direction, statuses=statuses, page_size=page_size
+            )
+        )
+
+    def cancel_message(self, name: str) -> mpb.Message:
+        return self._run(self._client.cancel_message(name))
+
+    def mark_read(self, names: Iterable[str]) -> list[mpb.Message]:
+        return self._run(self._client.mark_read(list(names)))
+
+    def watch_messages(
+        self,
+        session: str | None = None,
+        *,
+        resume_token: str = "",
+        heartbeats: bool = False,
+        reconnect: ReconnectPolicy | None = None,
+        on_connection: ConnectionListener | None = None,
+    ) -> Iterator[MessageWatchEvent]:
+        """`on_connection` runs on this facade's own thread."""
+
+        async def make() -> AsyncIterator[MessageWatchEvent]:
+            return self._client.watch_messages(
+                session,
+                resume_token=resume_token,
+                heartbeats=heartbeats,
+                reconnect=reconnect,
+                on_connection=on_connection,
+            )
+
+        return self._iterate(self._run(make()))
+
+    def wait_for_message(
+        self, name: str, *statuses: str | int, timeout: float | None = 60.0
+    ) -> mpb.Message:
+        return self._run(self._client.wait_for_message(name, *statuses, timeout=timeout))
+
     # Simulator -----------------------------------------------------------------------------
 
     def sim_scan(self, session: str) -> None:
@@ -225,3 +334,17 @@ class BlockingSessionsClient:
     def sim_network_stats(self, reset: bool = False) -> sim.GetNetworkStatsResponse:
         stats: sim.GetNetworkStatsResponse = self._run(self._client.simulator.network_stats(reset))
         return stats
+
+    def sim_receive(self, session: str, sender: str, text: str, whatsapp_id: str = "") -> str:
+        return self._run(self._client.simulator.receive(session, sender, text, whatsapp_id))
+
+    def sim_acknowledge(self, message: str, status: str | int) -> None:
+        self._run(self._client.simulator.acknowledge(message, status))
+
+    def sim_inject_send_failure(
+        self, session: str, kind: str | int, message: str = "", count: int = 1
+    ) -> None:
+        self._run(self._client.simulator.inject_send_failure(session, kind, message, count))
+
+    def sim_delivered(self, session: str) -> list[sim.DeliveredMessage]:
+        return self._run(self._client.simulator.delivered(session))

@@ -4,6 +4,8 @@
     wa-sessions qr demo              # shows each QR code in the terminal until it is scanned
     wa-sessions watch                # follows every session's state
     wa-sessions sim scan demo        # (sim engine) scans the code as a phone would
+    wa-sessions send demo +15551234567 "hello" --wait   # queues a message, waits until SENT
+    wa-sessions inbox demo           # follows the messages the session receives
 
 The server is `--server` or `WASESSIONS_SERVER` (default 127.0.0.1:50051); the API key is
 `--api-key` or `WASESSIONS_API_KEY`; `--tls` (with `--ca-file`, and `--client-cert`/`--client-key`
@@ -36,17 +38,23 @@ from google.protobuf.message import Message
 
 from wasessions import qr as qrcode
 from wasessions.client import (
+    MESSAGE_STATUS_NAMES,
+    SENT_OR_LATER,
     STATE_NAMES,
     EventKind,
+    MessageEventKind,
+    MessageWatchEvent,
     QrCode,
     ReconnectPolicy,
     SessionsClient,
     WatchEvent,
     session_id,
     state_name,
+    status_name,
     to_datetime,
 )
 from wasessions.errors import NotFoundError, WaSessionsError
+from wasessions.v1 import message_pb2 as mpb
 from wasessions.v1 import session_pb2 as pb
 from wasessions.v1 import session_service_pb2 as svc
 
@@ -285,6 +293,92 @@ def event_line(event: WatchEvent) -> str | None:
     return line
 
 
+# Messages: formatting ---------------------------------------------------------------------------
+
+MESSAGE_HEADER = ("TIME", "NAME", "DIRECTION", "CHAT", "STATUS", "CONTENT")
+#: The receipts `sim ack` can play.
+RECEIPTS = ("delivered", "read", "played")
+#: `sim fail` kinds, as typed (InjectSendFailureRequest.Kind with '-').
+FAILURE_KINDS = ("reject", "drop-connection", "drop-after-accept")
+CONTENT_WIDTH = 60
+
+
+def one_line(text: str, width: int = CONTENT_WIDTH) -> str:
+    """Text on one line (whitespace runs become one space), cut to `width` with '...'."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def content_text(message: mpb.Message, width: int = CONTENT_WIDTH) -> str:
+    """The content in one line: the text, or `reacted 👍 to NAME`."""
+    which = message.WhichOneof("content")
+    if which == "text":
+        return one_line(message.text, width)
+    if which == "reaction":
+        return f"reacted {message.reaction.emoji} to {message.reaction.message}"
+    return "-"
+
+
+def direction_name(value: int) -> str:
+    return str(mpb.Message.Direction.Name(value))
+
+
+def message_status_text(message: mpb.Message) -> str:
+    """`SENT`, or `FAILED SEND_ATTEMPTS_EXHAUSTED: ...` with the error."""
+    status = status_name(message.status)
+    if message.HasField("error"):
+        e = message.error
+        detail = " ".join(e.message.split())
+        status += f" {e.reason}" + (f": {detail}" if detail else "")
+    return status
+
+
+def message_row(message: mpb.Message) -> list[str]:
+    other = message.chat if message.direction != mpb.Message.INBOUND else message.sender
+    return [
+        _ago(message.create_time),
+        message.name,
+        direction_name(message.direction),
+        other or "-",
+        message_status_text(message),
+        content_text(message),
+    ]
+
+
+def message_line(message: mpb.Message) -> str:
+    """`sessions/demo/messages/abc  SENT` (and the error once FAILED or EXPIRED)."""
+    return f"{message.name}  {message_status_text(message)}"
+
+
+def message_event_json(event: MessageWatchEvent) -> dict[str, Any]:
+    doc: dict[str, Any] = {"event": event.kind.value, "resume_token": event.resume_token}
+    if event.type:
+        doc["type"] = event.type
+    if event.message is not None:
+        doc["message"] = to_json(event.message)
+    if event.reason:
+        doc["reason"] = event.reason
+    return doc
+
+
+def is_inbound(event: MessageWatchEvent) -> bool:
+    """A RECEIVED event: what `inbox` shows."""
+    return (
+        event.kind is MessageEventKind.EVENT
+        and event.type == "RECEIVED"
+        and event.message is not None
+    )
+
+
+def inbox_line(message: mpb.Message) -> str:
+    """`12:00:01  15557654321@s.whatsapp.net  hi  (sessions/demo/messages/abc)`"""
+    when = to_datetime(message.create_time) or datetime.now(UTC)
+    text = content_text(message, width=200)
+    return (
+        f"{when.strftime('%H:%M:%S')}  {message.sender or message.chat}  {text}  ({message.name})"
+    )
+
+
 # Commands ----------------------------------------------------------------------------------------
 
 Handler = Callable[[SessionsClient, argparse.Namespace, Out], Awaitable[int]]
@@ -426,6 +520,81 @@ async def cmd_watch(client: SessionsClient, args: argparse.Namespace, out: Out) 
     return 0  # pragma: no cover - a watch only ends by an error
 
 
+async def cmd_send(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    message = await client.send_message(
+        args.session,
+        args.to,
+        args.text,
+        reply_to=args.reply_to,
+        request_id=args.request_id,
+        ttl=args.ttl,
+    )
+    if args.wait:
+        message = await client.wait_for_message(
+            message.name, *SENT_OR_LATER, timeout=args.wait_timeout
+        )
+    if out.json:
+        out.emit(to_json(message))
+    else:
+        out.line(message_line(message) if args.wait else message.name)
+    if status_name(message.status) not in SENT_OR_LATER | {"QUEUED"}:
+        raise CliError(f"{message.name} was not sent: {message_status_text(message)}")
+    return 0
+
+
+async def cmd_messages(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    messages: list[mpb.Message] = []
+    async for message in client.list_messages(
+        args.session,
+        chat=args.chat,
+        direction=args.direction,
+        statuses=args.status or (),
+        page_size=min(args.limit, 1000),
+    ):
+        messages.append(message)
+        if len(messages) >= args.limit:
+            break
+    if out.json:
+        out.emit({"messages": [to_json(m) for m in messages]})
+    elif not messages:
+        out.note("no messages")
+    else:
+        for line in table(MESSAGE_HEADER, [message_row(m) for m in messages]):
+            out.line(line)
+    return 0
+
+
+async def cmd_inbox(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    # NOTE: one cheap call first, so a wrong --server or session fails at once instead of
+    # reconnecting.
+    await client.list_messages_page(args.session, page_size=1)
+
+    def connection(is_open: bool, why: str) -> None:
+        if is_open:
+            out.note("reconnected to the server")
+        else:
+            out.note(f"reconnecting to the server... ({why})" if why else "reconnecting...")
+
+    watch = client.watch_messages(
+        args.session,
+        resume_token=args.resume_token,
+        reconnect=ReconnectPolicy(give_up_after_s=args.give_up_after),
+        on_connection=connection,
+    )
+    async with watch:
+        async for event in watch:
+            if event.kind is MessageEventKind.STARTED and not out.json:
+                out.note(f"following inbound messages (resume token {event.resume_token})")
+            elif event.kind is MessageEventKind.RESYNC and not out.json:
+                out.note(f"-- resync ({event.reason}): events were missed; going on from now --")
+            if out.json:
+                if is_inbound(event) or event.kind is not MessageEventKind.EVENT:
+                    out.emit(message_event_json(event))
+            elif is_inbound(event) and event.message is not None:
+                out.line(inbox_line(event.message))
+    return 0  # pragma: no cover - a watch only ends by an error
+
+
 def _redraw(out: Out, sessions: dict[str, pb.Session]) -> None:
     rows = [session_row(s) for _, s in sorted(sessions.items())]
     if out.tty:
@@ -558,6 +727,33 @@ async def cmd_sim_disconnect(client: SessionsClient, args: argparse.Namespace, o
 async def cmd_sim_network(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
     await client.simulator.set_network(args.state == "up")
     return _done(out, f"network {args.state}")
+
+
+async def cmd_sim_receive(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    whatsapp_id = await client.simulator.receive(
+        args.session, args.sender, args.text, args.whatsapp_id
+    )
+    if out.json:
+        out.emit({"ok": True, "name": f"sessions/{session_id(args.session)}",
+                  "whatsapp_id": whatsapp_id})  # fmt: skip
+    else:
+        out.line(f"{session_id(args.session)}  received {whatsapp_id} from {args.sender}")
+    return 0
+
+
+async def cmd_sim_ack(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    await client.simulator.acknowledge(args.message, args.receipt)
+    if out.json:
+        out.emit({"ok": True, "done": args.receipt.upper(), "name": args.message})
+    else:
+        out.line(f"{args.message}  {args.receipt.upper()}")
+    return 0
+
+
+async def cmd_sim_fail(client: SessionsClient, args: argparse.Namespace, out: Out) -> int:
+    kind = args.kind.replace("-", "_")
+    await client.simulator.inject_send_failure(args.session, kind, args.message, args.count)
+    return _done(out, f"next {args.count} send(s) fail: {args.kind}", session=args.session)
 
 
 def _done(out: Out, what: str, session: str = "") -> int:
@@ -732,6 +928,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("policy", "show the effective reconnect policy table", cmd_policy)
 
+    p = command("send", "queue a text message (prints its name)", cmd_send)
+    p.add_argument("session")
+    p.add_argument("to", help="E.164 (+15551234567) or a JID (...@s.whatsapp.net, ...@g.us)")
+    p.add_argument("text")
+    p.add_argument("--reply-to", default="", metavar="MESSAGE", help="the message replied to")
+    p.add_argument("--request-id", default="", help="makes a retried send idempotent")
+    p.add_argument("--ttl", type=float, default=None, help="seconds it may wait in the queue")
+    p.add_argument("--wait", action="store_true", help="wait until it is SENT, then print it")
+    p.add_argument(
+        "--wait-timeout", type=float, default=60.0, help="give up after this many seconds"
+    )
+
+    p = command("messages", "list a session's messages, newest first ('-': all)", cmd_messages)
+    p.add_argument("session", help="a session, or '-' for every session")
+    p.add_argument("--chat", default="", help="only this chat (E.164 or JID)")
+    p.add_argument("--direction", type=str.upper, choices=("INBOUND", "OUTBOUND"))
+    p.add_argument(
+        "--status",
+        action="append",
+        type=str.upper,
+        choices=MESSAGE_STATUS_NAMES,
+        help="only messages in this status (repeatable)",
+    )
+    p.add_argument("--limit", type=_positive_int, default=50, help="at most this many (50)")
+
+    p = command("inbox", "follow the messages a session receives ('-': all)", cmd_inbox)
+    p.add_argument("session", help="a session, or '-' for every session")
+    p.add_argument("--resume-token", default="", help="resume after this token")
+    p.add_argument(
+        "--give-up-after",
+        type=float,
+        default=300.0,
+        help="seconds to keep reconnecting after the server went away (default 300)",
+    )
+
     sim_parser = sub.add_parser(
         "sim",
         help="drive the simulated WhatsApp (sim engine only)",
@@ -758,7 +989,27 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--message", default="", help="the close message")
     q = sim_command("network", "take the simulated network down or up", cmd_sim_network)
     q.add_argument("state", choices=["up", "down"])
+    q = sim_command("receive", "a contact sends the session a text message", cmd_sim_receive)
+    q.add_argument("session")
+    q.add_argument("sender", metavar="from", help="E.164 or JID of the contact")
+    q.add_argument("text")
+    q.add_argument("--whatsapp-id", default="", help="the message id (a repeat is a redelivery)")
+    q = sim_command("ack", "the recipient's phone acknowledges a sent message", cmd_sim_ack)
+    q.add_argument("message", help="sessions/{session}/messages/{id}")
+    q.add_argument("receipt", type=str.lower, choices=RECEIPTS)
+    q = sim_command("fail", "make the session's next sends fail", cmd_sim_fail)
+    q.add_argument("session")
+    q.add_argument("kind", type=str.lower, choices=FAILURE_KINDS)
+    q.add_argument("--message", default="", help="REJECT: WhatsApp's refusal text")
+    q.add_argument("--count", type=_positive_int, default=1, help="how many sends (1)")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def server_target(text: str) -> str:

@@ -17,14 +17,15 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 
 import grpc
 from google.protobuf import field_mask_pb2
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from tenacity import (
     AsyncRetrying,
@@ -43,6 +44,9 @@ from wasessions.errors import (
     WaSessionsError,
     from_rpc_error,
 )
+from wasessions.v1 import message_pb2 as mpb
+from wasessions.v1 import message_service_pb2 as msvc
+from wasessions.v1 import message_service_pb2_grpc as msvc_grpc
 from wasessions.v1 import session_pb2 as pb
 from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import session_service_pb2_grpc as svc_grpc
@@ -172,42 +176,47 @@ class ReconnectPolicy:
 ConnectionListener = Callable[[bool, str], None]
 
 
-class SessionWatch(AsyncIterator[WatchEvent]):
-    """`SessionsClient.watch(...)`: every change exactly once, across reconnects.
+EventT = TypeVar("EventT")
 
-    It reconnects with backoff when the stream breaks (server restart, dropped connection) and
-    resumes after the last message it delivered. If the server cannot resume from there, the
-    next events are a RESYNC and a new snapshot. `resume_token` is the token of the last
-    delivered event: store it to resume later (`client.watch(resume_token=...)`).
-    """
+
+class _ResumingStream(AsyncIterator[EventT]):
+    """A server stream that reconnects with backoff when it breaks (server restart, dropped
+    connection) and resumes after the last message it delivered: `resume_token` is the token of
+    that message. The subclass opens the call and reads its messages."""
 
     def __init__(
         self,
         client: SessionsClient,
-        names: Iterable[str],
         resume_token: str,
         heartbeats: bool,
         reconnect: ReconnectPolicy,
-        on_connection: ConnectionListener | None = None,
+        on_connection: ConnectionListener | None,
     ) -> None:
         self._client = client
-        self._names = [session_name(n) for n in names]
         self.resume_token = resume_token
         self._heartbeats = heartbeats
         self._policy = reconnect
         #: How many times the stream was opened again after a break.
         self.reconnects = 0
         self._on_connection = on_connection
-        self._events = self._run()
+        self._events: AsyncGenerator[EventT, None] = self._run()
+
+    def _start(self) -> grpc.aio.UnaryStreamCall[Any, Any]:
+        """The call, resuming after `resume_token`."""
+        raise NotImplementedError
+
+    def _event(self, message: Any) -> tuple[EventT, str, bool]:
+        """The event of one message, its token, and whether it is a heartbeat."""
+        raise NotImplementedError
 
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> WatchEvent:
+    async def __anext__(self) -> EventT:
         return await self._events.__anext__()
 
     async def aclose(self) -> None:
-        await self._events.aclose()  # type: ignore[attr-defined]
+        await self._events.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -230,22 +239,19 @@ class SessionWatch(AsyncIterator[WatchEvent]):
             reraise=True,
         )
 
-    async def _open(self) -> tuple[grpc.aio.UnaryStreamCall[Any, Any], svc.WatchSessionsResponse]:
+    async def _open(self) -> tuple[grpc.aio.UnaryStreamCall[Any, Any], Any]:
         """Opens the stream and waits for its first message: a broken server fails here."""
-        request = svc.WatchSessionsRequest(names=self._names, resume_token=self.resume_token)
-        call = self._client._stub.WatchSessions(request, metadata=self._client._metadata)
+        call = self._start()
         try:
             first = await call.read()
         except BaseException:
             call.cancel()
             raise
-        if not isinstance(first, svc.WatchSessionsResponse):
+        if first is grpc.aio.EOF:
             raise _StreamEnded("the server ended the watch before its first message")
         return call, first
 
-    async def _connect(
-        self,
-    ) -> tuple[grpc.aio.UnaryStreamCall[Any, Any], svc.WatchSessionsResponse]:
+    async def _connect(self) -> tuple[grpc.aio.UnaryStreamCall[Any, Any], Any]:
         """`_open` with backoff (tenacity) while the server is unreachable; raises the last
         error, as a WaSessionsError, once the policy gives up or the error is not transient."""
         try:
@@ -258,24 +264,22 @@ class SessionWatch(AsyncIterator[WatchEvent]):
             raise UnavailableError(grpc.StatusCode.UNAVAILABLE, str(ended)) from None
         raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
-    async def _run(self) -> AsyncIterator[WatchEvent]:
+    async def _run(self) -> AsyncGenerator[EventT, None]:
         broken = ""  # why the stream broke, until it is open again
         while True:
-            call, first = await self._connect()
+            call, message = await self._connect()
             if broken and self._on_connection is not None:
                 self._on_connection(True, "")
             broken = ""
-            message: svc.WatchSessionsResponse | None = first
             try:
-                while message is not None:
-                    event = WatchEvent.from_message(message)
+                while message is not grpc.aio.EOF:
+                    event, token, heartbeat = self._event(message)
                     # NOTE: the token moves before the event is handed out: a reconnect while
                     # the caller holds it must not deliver it twice.
-                    self.resume_token = event.resume_token
-                    if event.kind is not EventKind.HEARTBEAT or self._heartbeats:
+                    self.resume_token = token
+                    if not heartbeat or self._heartbeats:
                         yield event
-                    read = await call.read()
-                    message = read if isinstance(read, svc.WatchSessionsResponse) else None
+                    message = await call.read()
                 # The server ended the stream without an error (it never should): resume.
                 log.info("watch stream ended by the server; reconnecting")
                 broken = "the server ended the stream"
@@ -289,6 +293,36 @@ class SessionWatch(AsyncIterator[WatchEvent]):
             self.reconnects += 1
             if self._on_connection is not None:
                 self._on_connection(False, broken)
+
+
+class SessionWatch(_ResumingStream[WatchEvent]):
+    """`SessionsClient.watch(...)`: every change exactly once, across reconnects.
+
+    It reconnects with backoff when the stream breaks (server restart, dropped connection) and
+    resumes after the last message it delivered. If the server cannot resume from there, the
+    next events are a RESYNC and a new snapshot. `resume_token` is the token of the last
+    delivered event: store it to resume later (`client.watch(resume_token=...)`).
+    """
+
+    def __init__(
+        self,
+        client: SessionsClient,
+        names: Iterable[str],
+        resume_token: str,
+        heartbeats: bool,
+        reconnect: ReconnectPolicy,
+        on_connection: ConnectionListener | None = None,
+    ) -> None:
+        self._names = [session_name(n) for n in names]
+        super().__init__(client, resume_token, heartbeats, reconnect, on_connection)
+
+    def _start(self) -> grpc.aio.UnaryStreamCall[Any, Any]:
+        request = svc.WatchSessionsRequest(names=self._names, resume_token=self.resume_token)
+        return self._client._stub.WatchSessions(request, metadata=self._client._metadata)
+
+    def _event(self, message: Any) -> tuple[WatchEvent, str, bool]:
+        event = WatchEvent.from_message(message)
+        return event, event.resume_token, event.kind is EventKind.HEARTBEAT
 
 
 class _StreamEnded(Exception):
@@ -324,6 +358,132 @@ class QrCode:
     def from_message(cls, message: svc.QrCode) -> QrCode:
         outcome = "" if message.outcome == 0 else svc.QrCode.Outcome.Name(message.outcome)
         return cls(message.value, message.sequence, to_datetime(message.expire_time), outcome)
+
+
+# Messages --------------------------------------------------------------------------------------
+
+Message = mpb.Message
+#: The message status names, in the order of the contract (QUEUED ... RECEIVED).
+MESSAGE_STATUS_NAMES = tuple(n for n in mpb.Message.Status.keys() if n != "STATUS_UNSPECIFIED")  # noqa: SIM118
+#: `parent` meaning every session.
+ALL_SESSIONS = "sessions/-"
+#: Statuses an OUTBOUND message never leaves.
+FINAL_STATUSES = frozenset({"FAILED", "EXPIRED", "CANCELLED"})
+#: SENT and the statuses receipts move it to: what `send --wait` waits for.
+SENT_OR_LATER = frozenset({"SENT", "DELIVERED", "READ", "PLAYED"})
+
+
+def message_parent(session: str | None) -> str:
+    """`sessions/{id}` for an id or a name; `sessions/-` (every session) for None or `-`."""
+    return ALL_SESSIONS if session in (None, "-", ALL_SESSIONS) else session_name(str(session))
+
+
+def status_name(status: int) -> str:
+    return str(mpb.Message.Status.Name(status))
+
+
+def parse_status(status: str | int) -> int:
+    """A message status number from its name (`sent`, `SENT`) or number."""
+    if isinstance(status, int):
+        return status
+    try:
+        return int(mpb.Message.Status.Value(status.upper()))
+    except ValueError:
+        names = ", ".join(MESSAGE_STATUS_NAMES)
+        raise ValueError(f"unknown message status {status!r} (one of {names})") from None
+
+
+def parse_direction(direction: str | int | None) -> int:
+    """`inbound`/`outbound` (or the number) as a Message.Direction; None means both."""
+    if direction is None:
+        return mpb.Message.DIRECTION_UNSPECIFIED
+    if isinstance(direction, int):
+        return direction
+    try:
+        return int(mpb.Message.Direction.Value(direction.upper()))
+    except ValueError:
+        raise ValueError(f"unknown direction {direction!r} (inbound or outbound)") from None
+
+
+def _duration(ttl: timedelta | float | None) -> Duration | None:
+    if ttl is None:
+        return None
+    out = Duration()
+    out.FromTimedelta(ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl))
+    return out
+
+
+class MessageEventKind(enum.Enum):
+    """What one WatchMessages message says."""
+
+    STARTED = "started"
+    EVENT = "event"
+    HEARTBEAT = "heartbeat"
+    RESYNC = "resync"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageWatchEvent:
+    """One message of a message watch.
+
+    - STARTED: the first item of a watch without a token: store `resume_token` as the cursor.
+    - EVENT: `type` (RECEIVED, QUEUED or STATUS_CHANGED) happened to `message`, which is the
+      message as it was right after it.
+    - HEARTBEAT: nothing happened (only with `heartbeats=True`).
+    - RESYNC: the token's position was pruned (`reason`): events were missed; the watch goes
+      on from the present.
+    """
+
+    kind: MessageEventKind
+    resume_token: str
+    type: str = ""
+    message: mpb.Message | None = None
+    reason: str = ""
+
+    @property
+    def status(self) -> str:
+        """The status name of `message` ("" when there is none)."""
+        return status_name(self.message.status) if self.message is not None else ""
+
+    @classmethod
+    def from_message(cls, message: msvc.WatchMessagesResponse) -> MessageWatchEvent:
+        token = message.resume_token
+        which = message.WhichOneof("kind")
+        if which == "event":
+            event = message.event
+            kind = msvc.MessageEvent.Type.Name(event.type)
+            return cls(MessageEventKind.EVENT, token, kind, event.message)
+        if which == "started":
+            return cls(MessageEventKind.STARTED, token)
+        if which == "resync":
+            return cls(MessageEventKind.RESYNC, token, reason=message.resync.reason)
+        return cls(MessageEventKind.HEARTBEAT, token)
+
+
+class MessageWatch(_ResumingStream[MessageWatchEvent]):
+    """`SessionsClient.watch_messages(...)`: every message event exactly once, across
+    reconnects and server restarts: it resumes after the last event it delivered
+    (`resume_token`; store it to resume later with `watch_messages(resume_token=...)`)."""
+
+    def __init__(
+        self,
+        client: SessionsClient,
+        parent: str,
+        resume_token: str,
+        heartbeats: bool,
+        reconnect: ReconnectPolicy,
+        on_connection: ConnectionListener | None = None,
+    ) -> None:
+        self._parent = parent
+        super().__init__(client, resume_token, heartbeats, reconnect, on_connection)
+
+    def _start(self) -> grpc.aio.UnaryStreamCall[Any, Any]:
+        request = msvc.WatchMessagesRequest(parent=self._parent, resume_token=self.resume_token)
+        return self._client._messages.WatchMessages(request, metadata=self._client._metadata)
+
+    def _event(self, message: Any) -> tuple[MessageWatchEvent, str, bool]:
+        event = MessageWatchEvent.from_message(message)
+        return event, event.resume_token, event.kind is MessageEventKind.HEARTBEAT
 
 
 # The client --------------------------------------------------------------------------------------
@@ -368,6 +528,9 @@ class SessionsClient:
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
         )
         self._stub: svc_grpc.SessionServiceAsyncStub = svc_grpc.SessionServiceStub(self._channel)
+        self._messages: msvc_grpc.MessageServiceAsyncStub = msvc_grpc.MessageServiceStub(
+            self._channel
+        )
         self.simulator = SimulatorClient(self)
 
     async def __aenter__(self) -> Self:
@@ -576,6 +739,180 @@ class SessionsClient:
             ) from None
         raise AssertionError("unreachable: a watch never ends")  # pragma: no cover
 
+    # Messages ------------------------------------------------------------------------------
+
+    async def send_message(
+        self,
+        session: str,
+        to: str,
+        text: str,
+        *,
+        reply_to: str = "",
+        request_id: str = "",
+        ttl: timedelta | float | None = None,
+    ) -> mpb.Message:
+        """Queues a text message to `to` (E.164 `+15551234567` or a JID) and returns it once it
+        is durable (QUEUED). `request_id` makes a retry idempotent; `ttl` (seconds or a
+        timedelta) bounds its time in the queue (the server's default when None)."""
+        request = msvc.SendMessageRequest(
+            parent=session_name(session),
+            to=to,
+            text=text,
+            reply_to=reply_to,
+            request_id=request_id,
+            ttl=_duration(ttl),
+        )
+        result: mpb.Message = await self._call(self._messages.SendMessage, request)
+        return result
+
+    async def send_reaction(
+        self,
+        session: str,
+        to: str,
+        message: str,
+        emoji: str,
+        *,
+        request_id: str = "",
+        ttl: timedelta | float | None = None,
+    ) -> mpb.Message:
+        """Queues a reaction (`emoji`) to `message` (a message name of the same session)."""
+        request = msvc.SendMessageRequest(
+            parent=session_name(session),
+            to=to,
+            reaction=mpb.Message.Reaction(message=message, emoji=emoji),
+            request_id=request_id,
+            ttl=_duration(ttl),
+        )
+        result: mpb.Message = await self._call(self._messages.SendMessage, request)
+        return result
+
+    async def get_message(self, name: str) -> mpb.Message:
+        """One message by name (`sessions/{id}/messages/{message_id}`)."""
+        request = msvc.GetMessageRequest(name=name)
+        result: mpb.Message = await self._call(self._messages.GetMessage, request)
+        return result
+
+    async def list_messages_page(
+        self,
+        session: str | None = None,
+        *,
+        chat: str = "",
+        direction: str | int | None = None,
+        statuses: Collection[str | int] = (),
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> msvc.ListMessagesResponse:
+        """One page, newest first (`session` None: every session); `next_page_token` is empty
+        on the last one."""
+        request = msvc.ListMessagesRequest(
+            parent=message_parent(session),
+            page_size=page_size,
+            page_token=page_token,
+            chat=chat,
+            direction=cast(mpb.Message.Direction, parse_direction(direction)),
+            statuses=[cast(mpb.Message.Status, parse_status(s)) for s in statuses],
+        )
+        result: msvc.ListMessagesResponse = await self._call(self._messages.ListMessages, request)
+        return result
+
+    async def list_messages(
+        self,
+        session: str | None = None,
+        *,
+        chat: str = "",
+        direction: str | int | None = None,
+        statuses: Collection[str | int] = (),
+        page_size: int = 0,
+    ) -> AsyncIterator[mpb.Message]:
+        """The messages (of `session`, or of every session), newest first, fetched page after
+        page as the iteration goes."""
+        token = ""
+        while True:
+            page = await self.list_messages_page(
+                session,
+                chat=chat,
+                direction=direction,
+                statuses=statuses,
+                page_size=page_size,
+                page_token=token,
+            )
+            for message in page.messages:
+                yield message
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def cancel_message(self, name: str) -> mpb.Message:
+        """A QUEUED message becomes CANCELLED (FailedPreconditionError MESSAGE_NOT_QUEUED
+        otherwise)."""
+        request = msvc.CancelMessageRequest(name=name)
+        result: mpb.Message = await self._call(self._messages.CancelMessage, request)
+        return result
+
+    async def mark_read(self, names: Iterable[str]) -> list[mpb.Message]:
+        """Sends read receipts for INBOUND messages of one session; the messages after it."""
+        request = msvc.MarkReadRequest(messages=list(names))
+        result: msvc.MarkReadResponse = await self._call(self._messages.MarkRead, request)
+        return list(result.messages)
+
+    def watch_messages(
+        self,
+        session: str | None = None,
+        *,
+        resume_token: str = "",
+        heartbeats: bool = False,
+        reconnect: ReconnectPolicy | None = None,
+        on_connection: ConnectionListener | None = None,
+    ) -> MessageWatch:
+        """Follows the message events of `session` (None: every session): from the present
+        (a STARTED item first) or after `resume_token`, exactly once across server restarts
+        (see `MessageWatch`)."""
+        return MessageWatch(
+            self,
+            message_parent(session),
+            resume_token,
+            heartbeats,
+            reconnect or ReconnectPolicy(),
+            on_connection,
+        )
+
+    async def wait_for_message(
+        self,
+        name: str,
+        *statuses: str | int,
+        timeout: float | None = 60.0,  # noqa: ASYNC109 (the whole wait's limit, documented)
+    ) -> mpb.Message:
+        """Waits until the message is in one of `statuses`, or in a final status it can never
+        leave (FAILED, EXPIRED, CANCELLED), and returns it; raises `WaitTimeoutError` after
+        `timeout` seconds (None = no limit)."""
+        wanted = {parse_status(s) for s in statuses}
+        if not wanted:
+            raise ValueError("wait_for_message needs at least one status")
+        done = wanted | {parse_status(s) for s in FINAL_STATUSES}
+        session = name.partition("/messages/")[0]
+        last: mpb.Message | None = None
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.watch_messages(session) as events:
+                    async for event in events:
+                        # NOTE: read after the watch started, so no change falls in between.
+                        if event.kind is MessageEventKind.STARTED:
+                            last = await self.get_message(name)
+                        elif event.message is not None and event.message.name == name:
+                            last = event.message
+                        else:
+                            continue
+                        if last.status in done:
+                            return last
+        except TimeoutError:
+            now = status_name(last.status) if last is not None else "unknown"
+            want = " or ".join(sorted(status_name(s) for s in wanted))
+            raise WaitTimeoutError(
+                f"{name} did not become {want} within {time.monotonic() - start:.1f}s (it is {now})"
+            ) from None
+        raise AssertionError("unreachable: a watch never ends")  # pragma: no cover
+
 
 def _deleted(name: str) -> WaSessionsError:
     return NotFoundError(grpc.StatusCode.NOT_FOUND, f"{name} was deleted", reason="SESSION_DELETED")
@@ -615,3 +952,44 @@ class SimulatorClient:
             self._stub.GetNetworkStats, request
         )
         return response
+
+    async def receive(self, session: str, sender: str, text: str, whatsapp_id: str = "") -> str:
+        """A contact (`sender`: E.164 or JID) sends the session `text`; the id it went under (a
+        repeated `whatsapp_id` is a redelivery)."""
+        request = sim.ReceiveMessageRequest(
+            name=session_name(session), sender=sender, text=text, whatsapp_id=whatsapp_id
+        )
+        response: sim.ReceiveMessageResponse = await self._client._call(
+            self._stub.ReceiveMessage, request
+        )
+        return response.whatsapp_id
+
+    async def acknowledge(self, message: str, status: str | int) -> None:
+        """The recipient's phone sends a receipt: DELIVERED, READ or PLAYED."""
+        request = sim.AcknowledgeMessageRequest(
+            name=message, status=cast(mpb.Message.Status, parse_status(status))
+        )
+        await self._client._call(self._stub.AcknowledgeMessage, request)
+
+    async def inject_send_failure(
+        self, session: str, kind: str | int, message: str = "", count: int = 1
+    ) -> None:
+        """The session's next `count` sends fail: REJECT, DROP_CONNECTION or DROP_AFTER_ACCEPT."""
+        number = (
+            kind if isinstance(kind, int) else sim.InjectSendFailureRequest.Kind.Value(kind.upper())
+        )
+        request = sim.InjectSendFailureRequest(
+            name=session_name(session),
+            kind=cast(sim.InjectSendFailureRequest.Kind, number),
+            message=message,
+            count=count,
+        )
+        await self._client._call(self._stub.InjectSendFailure, request)
+
+    async def delivered(self, session: str) -> list[sim.DeliveredMessage]:
+        """Every copy the simulated WhatsApp received from the session, in order."""
+        request = sim.ListDeliveredRequest(name=session_name(session))
+        response: sim.ListDeliveredResponse = await self._client._call(
+            self._stub.ListDelivered, request
+        )
+        return list(response.messages)

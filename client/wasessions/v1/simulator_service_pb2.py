@@ -22,35 +22,56 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from wasessions.v1 import message_pb2 as wasessions_dot_v1_dot_message__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%wasessions/v1/simulator_service.proto\x12\rwasessions.v1\"!\n\x11ScanQrCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12ScanQrCodeResponse\"5\n\x17\x45nterPairingCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\"\x1a\n\x18\x45nterPairingCodeResponse\"F\n\x17InjectDisconnectRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x1a\n\x18InjectDisconnectResponse\"&\n\x11SetNetworkRequest\x12\x11\n\treachable\x18\x01 \x01(\x08\"\x14\n\x12SetNetworkResponse\"\'\n\x16GetNetworkStatsRequest\x12\r\n\x05reset\x18\x01 \x01(\x08\"M\n\x17GetNetworkStatsResponse\x12\x10\n\x08\x63onnects\x18\x01 \x01(\x03\x12 \n\x18peak_connects_per_second\x18\x02 \x01(\x03\x32\xe4\x03\n\x10SimulatorService\x12Q\n\nScanQrCode\x12 .wasessions.v1.ScanQrCodeRequest\x1a!.wasessions.v1.ScanQrCodeResponse\x12\x63\n\x10\x45nterPairingCode\x12&.wasessions.v1.EnterPairingCodeRequest\x1a\'.wasessions.v1.EnterPairingCodeResponse\x12\x63\n\x10InjectDisconnect\x12&.wasessions.v1.InjectDisconnectRequest\x1a\'.wasessions.v1.InjectDisconnectResponse\x12Q\n\nSetNetwork\x12 .wasessions.v1.SetNetworkRequest\x1a!.wasessions.v1.SetNetworkResponse\x12`\n\x0fGetNetworkStats\x12%.wasessions.v1.GetNetworkStatsRequest\x1a&.wasessions.v1.GetNetworkStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%wasessions/v1/simulator_service.proto\x12\rwasessions.v1\x1a\x1bwasessions/v1/message.proto\"!\n\x11ScanQrCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12ScanQrCodeResponse\"5\n\x17\x45nterPairingCodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\"\x1a\n\x18\x45nterPairingCodeResponse\"F\n\x17InjectDisconnectRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x1a\n\x18InjectDisconnectResponse\"&\n\x11SetNetworkRequest\x12\x11\n\treachable\x18\x01 \x01(\x08\"\x14\n\x12SetNetworkResponse\"\'\n\x16GetNetworkStatsRequest\x12\r\n\x05reset\x18\x01 \x01(\x08\"M\n\x17GetNetworkStatsResponse\x12\x10\n\x08\x63onnects\x18\x01 \x01(\x03\x12 \n\x18peak_connects_per_second\x18\x02 \x01(\x03\"X\n\x15ReceiveMessageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x13\n\x0bwhatsapp_id\x18\x04 \x01(\t\"-\n\x16ReceiveMessageResponse\x12\x13\n\x0bwhatsapp_id\x18\x01 \x01(\t\"X\n\x19\x41\x63knowledgeMessageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.wasessions.v1.Message.Status\"\x1c\n\x1a\x41\x63knowledgeMessageResponse\"\xda\x01\n\x18InjectSendFailureRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x04kind\x18\x02 \x01(\x0e\x32,.wasessions.v1.InjectSendFailureRequest.Kind\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\"T\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\n\n\x06REJECT\x10\x01\x12\x13\n\x0f\x44ROP_CONNECTION\x10\x02\x12\x15\n\x11\x44ROP_AFTER_ACCEPT\x10\x03\"\x1b\n\x19InjectSendFailureResponse\"$\n\x14ListDeliveredRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x15ListDeliveredResponse\x12\x31\n\x08messages\x18\x01 \x03(\x0b\x32\x1f.wasessions.v1.DeliveredMessage\"C\n\x10\x44\x65liveredMessage\x12\x13\n\x0bwhatsapp_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63hat\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t2\xf2\x06\n\x10SimulatorService\x12Q\n\nScanQrCode\x12 .wasessions.v1.ScanQrCodeRequest\x1a!.wasessions.v1.ScanQrCodeResponse\x12\x63\n\x10\x45nterPairingCode\x12&.wasessions.v1.EnterPairingCodeRequest\x1a\'.wasessions.v1.EnterPairingCodeResponse\x12\x63\n\x10InjectDisconnect\x12&.wasessions.v1.InjectDisconnectRequest\x1a\'.wasessions.v1.InjectDisconnectResponse\x12Q\n\nSetNetwork\x12 .wasessions.v1.SetNetworkRequest\x1a!.wasessions.v1.SetNetworkResponse\x12`\n\x0fGetNetworkStats\x12%.wasessions.v1.GetNetworkStatsRequest\x1a&.wasessions.v1.GetNetworkStatsResponse\x12]\n\x0eReceiveMessage\x12$.wasessions.v1.ReceiveMessageRequest\x1a%.wasessions.v1.ReceiveMessageResponse\x12i\n\x12\x41\x63knowledgeMessage\x12(.wasessions.v1.AcknowledgeMessageRequest\x1a).wasessions.v1.AcknowledgeMessageResponse\x12\x66\n\x11InjectSendFailure\x12\'.wasessions.v1.InjectSendFailureRequest\x1a(.wasessions.v1.InjectSendFailureResponse\x12Z\n\rListDelivered\x12#.wasessions.v1.ListDeliveredRequest\x1a$.wasessions.v1.ListDeliveredResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wasessions.v1.simulator_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCANQRCODEREQUEST']._serialized_start=56
-  _globals['_SCANQRCODEREQUEST']._serialized_end=89
-  _globals['_SCANQRCODERESPONSE']._serialized_start=91
-  _globals['_SCANQRCODERESPONSE']._serialized_end=111
-  _globals['_ENTERPAIRINGCODEREQUEST']._serialized_start=113
-  _globals['_ENTERPAIRINGCODEREQUEST']._serialized_end=166
-  _globals['_ENTERPAIRINGCODERESPONSE']._serialized_start=168
-  _globals['_ENTERPAIRINGCODERESPONSE']._serialized_end=194
-  _globals['_INJECTDISCONNECTREQUEST']._serialized_start=196
-  _globals['_INJECTDISCONNECTREQUEST']._serialized_end=266
-  _globals['_INJECTDISCONNECTRESPONSE']._serialized_start=268
-  _globals['_INJECTDISCONNECTRESPONSE']._serialized_end=294
-  _globals['_SETNETWORKREQUEST']._serialized_start=296
-  _globals['_SETNETWORKREQUEST']._serialized_end=334
-  _globals['_SETNETWORKRESPONSE']._serialized_start=336
-  _globals['_SETNETWORKRESPONSE']._serialized_end=356
-  _globals['_GETNETWORKSTATSREQUEST']._serialized_start=358
-  _globals['_GETNETWORKSTATSREQUEST']._serialized_end=397
-  _globals['_GETNETWORKSTATSRESPONSE']._serialized_start=399
-  _globals['_GETNETWORKSTATSRESPONSE']._serialized_end=476
-  _globals['_SIMULATORSERVICE']._serialized_start=479
-  _globals['_SIMULATORSERVICE']._serialized_end=963
+  _globals['_SCANQRCODEREQUEST']._serialized_start=85
+  _globals['_SCANQRCODEREQUEST']._serialized_end=118
+  _globals['_SCANQRCODERESPONSE']._serialized_start=120
+  _globals['_SCANQRCODERESPONSE']._serialized_end=140
+  _globals['_ENTERPAIRINGCODEREQUEST']._serialized_start=142
+  _globals['_ENTERPAIRINGCODEREQUEST']._serialized_end=195
+  _globals['_ENTERPAIRINGCODERESPONSE']._serialized_start=197
+  _globals['_ENTERPAIRINGCODERESPONSE']._serialized_end=223
+  _globals['_INJECTDISCONNECTREQUEST']._serialized_start=225
+  _globals['_INJECTDISCONNECTREQUEST']._serialized_end=295
+  _globals['_INJECTDISCONNECTRESPONSE']._serialized_start=297
+  _globals['_INJECTDISCONNECTRESPONSE']._serialized_end=323
+  _globals['_SETNETWORKREQUEST']._serialized_start=325
+  _globals['_SETNETWORKREQUEST']._serialized_end=363
+  _globals['_SETNETWORKRESPONSE']._serialized_start=365
+  _globals['_SETNETWORKRESPONSE']._serialized_end=385
+  _globals['_GETNETWORKSTATSREQUEST']._serialized_start=387
+  _globals['_GETNETWORKSTATSREQUEST']._serialized_end=426
+  _globals['_GETNETWORKSTATSRESPONSE']._serialized_start=428
+  _globals['_GETNETWORKSTATSRESPONSE']._serialized_end=505
+  _globals['_RECEIVEMESSAGEREQUEST']._serialized_start=507
+  _globals['_RECEIVEMESSAGEREQUEST']._serialized_end=595
+  _globals['_RECEIVEMESSAGERESPONSE']._serialized_start=597
+  _globals['_RECEIVEMESSAGERESPONSE']._serialized_end=642
+  _globals['_ACKNOWLEDGEMESSAGEREQUEST']._serialized_start=644
+  _globals['_ACKNOWLEDGEMESSAGEREQUEST']._serialized_end=732
+  _globals['_ACKNOWLEDGEMESSAGERESPONSE']._serialized_start=734
+  _globals['_ACKNOWLEDGEMESSAGERESPONSE']._serialized_end=762
+  _globals['_INJECTSENDFAILUREREQUEST']._serialized_start=765
+  _globals['_INJECTSENDFAILUREREQUEST']._serialized_end=983
+  _globals['_INJECTSENDFAILUREREQUEST_KIND']._serialized_start=899
+  _globals['_INJECTSENDFAILUREREQUEST_KIND']._serialized_end=983
+  _globals['_INJECTSENDFAILURERESPONSE']._serialized_start=985
+  _globals['_INJECTSENDFAILURERESPONSE']._serialized_end=1012
+  _globals['_LISTDELIVEREDREQUEST']._serialized_start=1014
+  _globals['_LISTDELIVEREDREQUEST']._serialized_end=1050
+  _globals['_LISTDELIVEREDRESPONSE']._serialized_start=1052
+  _globals['_LISTDELIVEREDRESPONSE']._serialized_end=1126
+  _globals['_DELIVEREDMESSAGE']._serialized_start=1128
+  _globals['_DELIVEREDMESSAGE']._serialized_end=1195
+  _globals['_SIMULATORSERVICE']._serialized_start=1198
+  _globals['_SIMULATORSERVICE']._serialized_end=2080
 # @@protoc_insertion_point(module_scope)

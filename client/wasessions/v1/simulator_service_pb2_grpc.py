@@ -61,6 +61,26 @@ class SimulatorServiceStub:
                 request_serializer=wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsRequest.SerializeToString,
                 response_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsResponse.FromString,
                 _registered_method=True)
+        self.ReceiveMessage = channel.unary_unary(
+                '/wasessions.v1.SimulatorService/ReceiveMessage',
+                request_serializer=wasessions_dot_v1_dot_simulator__service__pb2.ReceiveMessageRequest.SerializeToString,
+                response_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.ReceiveMessageResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeMessage = channel.unary_unary(
+                '/wasessions.v1.SimulatorService/AcknowledgeMessage',
+                request_serializer=wasessions_dot_v1_dot_simulator__service__pb2.AcknowledgeMessageRequest.SerializeToString,
+                response_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.AcknowledgeMessageResponse.FromString,
+                _registered_method=True)
+        self.InjectSendFailure = channel.unary_unary(
+                '/wasessions.v1.SimulatorService/InjectSendFailure',
+                request_serializer=wasessions_dot_v1_dot_simulator__service__pb2.InjectSendFailureRequest.SerializeToString,
+                response_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.InjectSendFailureResponse.FromString,
+                _registered_method=True)
+        self.ListDelivered = channel.unary_unary(
+                '/wasessions.v1.SimulatorService/ListDelivered',
+                request_serializer=wasessions_dot_v1_dot_simulator__service__pb2.ListDeliveredRequest.SerializeToString,
+                response_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.ListDeliveredResponse.FromString,
+                _registered_method=True)
 
 
 class SimulatorServiceServicer:
@@ -105,6 +125,35 @@ class SimulatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReceiveMessage(self, request, context):
+        """A contact sends the session a text message (a repeated `whatsapp_id` is a redelivery).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeMessage(self, request, context):
+        """The recipient's phone acknowledges a message the session sent: DELIVERED, READ or PLAYED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InjectSendFailure(self, request, context):
+        """Makes the session's next sends fail, in one of the ways WhatsApp's can.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDelivered(self, request, context):
+        """Everything the simulated WhatsApp received from the session, copies included; recorded
+        before it acknowledges, so it survives a kill -9 of the server.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SimulatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +181,26 @@ def add_SimulatorServiceServicer_to_server(servicer, server):
                     servicer.GetNetworkStats,
                     request_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsRequest.FromString,
                     response_serializer=wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsResponse.SerializeToString,
+            ),
+            'ReceiveMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReceiveMessage,
+                    request_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.ReceiveMessageRequest.FromString,
+                    response_serializer=wasessions_dot_v1_dot_simulator__service__pb2.ReceiveMessageResponse.SerializeToString,
+            ),
+            'AcknowledgeMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeMessage,
+                    request_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.AcknowledgeMessageRequest.FromString,
+                    response_serializer=wasessions_dot_v1_dot_simulator__service__pb2.AcknowledgeMessageResponse.SerializeToString,
+            ),
+            'InjectSendFailure': grpc.unary_unary_rpc_method_handler(
+                    servicer.InjectSendFailure,
+                    request_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.InjectSendFailureRequest.FromString,
+                    response_serializer=wasessions_dot_v1_dot_simulator__service__pb2.InjectSendFailureResponse.SerializeToString,
+            ),
+            'ListDelivered': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDelivered,
+                    request_deserializer=wasessions_dot_v1_dot_simulator__service__pb2.ListDeliveredRequest.FromString,
+                    response_serializer=wasessions_dot_v1_dot_simulator__service__pb2.ListDeliveredResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +340,114 @@ class SimulatorService:
             '/wasessions.v1.SimulatorService/GetNetworkStats',
             wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsRequest.SerializeToString,
             wasessions_dot_v1_dot_simulator__service__pb2.GetNetworkStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wasessions.v1.SimulatorService/ReceiveMessage',
+            wasessions_dot_v1_dot_simulator__service__pb2.ReceiveMessageRequest.SerializeToString,
+            wasessions_dot_v1_dot_simulator__service__pb2.ReceiveMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wasessions.v1.SimulatorService/AcknowledgeMessage',
+            wasessions_dot_v1_dot_simulator__service__pb2.AcknowledgeMessageRequest.SerializeToString,
+            wasessions_dot_v1_dot_simulator__service__pb2.AcknowledgeMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InjectSendFailure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wasessions.v1.SimulatorService/InjectSendFailure',
+            wasessions_dot_v1_dot_simulator__service__pb2.InjectSendFailureRequest.SerializeToString,
+            wasessions_dot_v1_dot_simulator__service__pb2.InjectSendFailureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDelivered(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wasessions.v1.SimulatorService/ListDelivered',
+            wasessions_dot_v1_dot_simulator__service__pb2.ListDeliveredRequest.SerializeToString,
+            wasessions_dot_v1_dot_simulator__service__pb2.ListDeliveredResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,16 @@ class SimulatorServiceStub:
     """What the simulated WhatsApp saw of the connects: how many arrived, and the most that
     arrived within any one second (so a connect rate limit can be checked from outside).
     """
+    ReceiveMessage: _grpc.UnaryUnaryMultiCallable[_simulator_service_pb2.ReceiveMessageRequest, _simulator_service_pb2.ReceiveMessageResponse]
+    """A contact sends the session a text message (a repeated `whatsapp_id` is a redelivery)."""
+    AcknowledgeMessage: _grpc.UnaryUnaryMultiCallable[_simulator_service_pb2.AcknowledgeMessageRequest, _simulator_service_pb2.AcknowledgeMessageResponse]
+    """The recipient's phone acknowledges a message the session sent: DELIVERED, READ or PLAYED."""
+    InjectSendFailure: _grpc.UnaryUnaryMultiCallable[_simulator_service_pb2.InjectSendFailureRequest, _simulator_service_pb2.InjectSendFailureResponse]
+    """Makes the session's next sends fail, in one of the ways WhatsApp's can."""
+    ListDelivered: _grpc.UnaryUnaryMultiCallable[_simulator_service_pb2.ListDeliveredRequest, _simulator_service_pb2.ListDeliveredResponse]
+    """Everything the simulated WhatsApp received from the session, copies included; recorded
+    before it acknowledges, so it survives a kill -9 of the server.
+    """
 
 @_typing.type_check_only
 class SimulatorServiceAsyncStub(SimulatorServiceStub):
@@ -70,6 +80,16 @@ class SimulatorServiceAsyncStub(SimulatorServiceStub):
     GetNetworkStats: _aio.UnaryUnaryMultiCallable[_simulator_service_pb2.GetNetworkStatsRequest, _simulator_service_pb2.GetNetworkStatsResponse]  # type: ignore[assignment]
     """What the simulated WhatsApp saw of the connects: how many arrived, and the most that
     arrived within any one second (so a connect rate limit can be checked from outside).
+    """
+    ReceiveMessage: _aio.UnaryUnaryMultiCallable[_simulator_service_pb2.ReceiveMessageRequest, _simulator_service_pb2.ReceiveMessageResponse]  # type: ignore[assignment]
+    """A contact sends the session a text message (a repeated `whatsapp_id` is a redelivery)."""
+    AcknowledgeMessage: _aio.UnaryUnaryMultiCallable[_simulator_service_pb2.AcknowledgeMessageRequest, _simulator_service_pb2.AcknowledgeMessageResponse]  # type: ignore[assignment]
+    """The recipient's phone acknowledges a message the session sent: DELIVERED, READ or PLAYED."""
+    InjectSendFailure: _aio.UnaryUnaryMultiCallable[_simulator_service_pb2.InjectSendFailureRequest, _simulator_service_pb2.InjectSendFailureResponse]  # type: ignore[assignment]
+    """Makes the session's next sends fail, in one of the ways WhatsApp's can."""
+    ListDelivered: _aio.UnaryUnaryMultiCallable[_simulator_service_pb2.ListDeliveredRequest, _simulator_service_pb2.ListDeliveredResponse]  # type: ignore[assignment]
+    """Everything the simulated WhatsApp received from the session, copies included; recorded
+    before it acknowledges, so it survives a kill -9 of the server.
     """
 
 class SimulatorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -119,6 +139,40 @@ class SimulatorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_simulator_service_pb2.GetNetworkStatsResponse, _abc.Awaitable[_simulator_service_pb2.GetNetworkStatsResponse]]:
         """What the simulated WhatsApp saw of the connects: how many arrived, and the most that
         arrived within any one second (so a connect rate limit can be checked from outside).
+        """
+
+    @_abc_1.abstractmethod
+    def ReceiveMessage(
+        self,
+        request: _simulator_service_pb2.ReceiveMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulator_service_pb2.ReceiveMessageResponse, _abc.Awaitable[_simulator_service_pb2.ReceiveMessageResponse]]:
+        """A contact sends the session a text message (a repeated `whatsapp_id` is a redelivery)."""
+
+    @_abc_1.abstractmethod
+    def AcknowledgeMessage(
+        self,
+        request: _simulator_service_pb2.AcknowledgeMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulator_service_pb2.AcknowledgeMessageResponse, _abc.Awaitable[_simulator_service_pb2.AcknowledgeMessageResponse]]:
+        """The recipient's phone acknowledges a message the session sent: DELIVERED, READ or PLAYED."""
+
+    @_abc_1.abstractmethod
+    def InjectSendFailure(
+        self,
+        request: _simulator_service_pb2.InjectSendFailureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulator_service_pb2.InjectSendFailureResponse, _abc.Awaitable[_simulator_service_pb2.InjectSendFailureResponse]]:
+        """Makes the session's next sends fail, in one of the ways WhatsApp's can."""
+
+    @_abc_1.abstractmethod
+    def ListDelivered(
+        self,
+        request: _simulator_service_pb2.ListDeliveredRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulator_service_pb2.ListDeliveredResponse, _abc.Awaitable[_simulator_service_pb2.ListDeliveredResponse]]:
+        """Everything the simulated WhatsApp received from the session, copies included; recorded
+        before it acknowledges, so it survives a kill -9 of the server.
         """
 
 def add_SimulatorServiceServicer_to_server(servicer: SimulatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

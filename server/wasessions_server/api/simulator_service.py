@@ -17,6 +17,13 @@ class SimulatorService(sim_grpc.SimulatorServiceServicer):
         self._sessions = sessions
         self._engine = engine
 
+    # NOTE: the contract has the message RPCs (issue 11) before the sim engine plays them: until
+    # it does they answer UNIMPLEMENTED, as the generated base class does.
+    ReceiveMessage = sim_grpc.SimulatorServiceServicer.ReceiveMessage
+    AcknowledgeMessage = sim_grpc.SimulatorServiceServicer.AcknowledgeMessage
+    InjectSendFailure = sim_grpc.SimulatorServiceServicer.InjectSendFailure
+    ListDelivered = sim_grpc.SimulatorServiceServicer.ListDelivered
+
     def _sim_session(self, name: str) -> str:
         session_id = check.session_name(name)
         record = self._sessions.get(session_id)
