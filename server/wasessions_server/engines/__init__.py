@@ -1,4 +1,4 @@
-"""Engines layer: one real (or simulated) WhatsApp connection as a stream of plain events."""
+"""Engines: the `Engine` protocol and its implementations (`sim`, `whatsmeow`)."""
 
 from wasessions_server.engines.base import (
     Activity,
@@ -7,9 +7,18 @@ from wasessions_server.engines.base import (
     ConnectTarget,
     Engine,
     EngineEvent,
+    MessageReceived,
     Opened,
+    OutgoingMessage,
     PairSuccess,
     Qr,
+    Receipt,
+    ReceiptKind,
+    SendInterrupted,
+    SendOutcomeUnknown,
+    SendRefused,
+    Sent,
+    new_message_id,
 )
 
 __all__ = [
@@ -19,7 +28,16 @@ __all__ = [
     "Connection",
     "Engine",
     "EngineEvent",
+    "MessageReceived",
     "Opened",
+    "OutgoingMessage",
     "PairSuccess",
     "Qr",
+    "Receipt",
+    "ReceiptKind",
+    "SendInterrupted",
+    "SendOutcomeUnknown",
+    "SendRefused",
+    "Sent",
+    "new_message_id",
 ]
