@@ -1,4 +1,4 @@
-"""Engines: the `Engine` protocol and its implementations (`sim`, `whatsmeow`)."""
+"""Engines layer: one real (or simulated) WhatsApp connection as a stream of plain events."""
 
 from wasessions_server.engines.base import (
     Activity,
