@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
@@ -14,7 +15,14 @@ from wasessions_server.engines import (
     PairSuccess,
     Qr,
 )
-from wasessions_server.engines.base import queued_events
+from wasessions_server.engines.base import (
+    OutgoingMessage,
+    SendInterrupted,
+    SendOutcomeUnknown,
+    SendRefused,
+    Sent,
+    queued_events,
+)
 from wasessions_server.model import Account
 from wasessions_server.store import CredentialVault
 
@@ -35,6 +43,9 @@ class Hang:
 
 
 Step = EngineEvent | Refuse | Hang
+#: What the next send does: None sends it; an exception is raised from `send` (a
+#: SendInterrupted / SendOutcomeUnknown also closes the connection with 428).
+SendScript = SendRefused | SendInterrupted | SendOutcomeUnknown | None
 #: session id, connect number for it (from 1) -> what the connect does.
 Plan = Callable[[str, int], list[Step]]
 
@@ -74,6 +85,28 @@ class FakeConnection:
         self.closed = True
         self._queue.put_nowait(None)
 
+    async def send(self, message: OutgoingMessage) -> Sent:
+        if self.closed:
+            raise SendInterrupted("closed")
+        await self._engine.send_gate.wait()
+        failure = self._engine.send_failures.pop(0) if self._engine.send_failures else None
+        if isinstance(failure, SendInterrupted | SendOutcomeUnknown):
+            if isinstance(failure, SendOutcomeUnknown):
+                self._engine.sent.append((self.target.session_id, message))
+            self.push(Closed(428, "connection lost (scripted)"))
+            self.closed = True
+            raise failure
+        if failure is not None:
+            raise failure
+        self._engine.sent.append((self.target.session_id, message))
+        whatsapp_id = message.whatsapp_id or f"ENGINE{len(self._engine.sent)}"
+        return Sent(whatsapp_id, time.time())
+
+    async def mark_read(self, chat: str, sender: str, whatsapp_ids: tuple[str, ...]) -> None:
+        if self.closed:
+            raise SendInterrupted("closed")
+        self._engine.read.append((self.target.session_id, chat, sender, whatsapp_ids))
+
 
 @dataclass
 class FakeEngine:
@@ -83,6 +116,16 @@ class FakeEngine:
     connections: list[FakeConnection] = field(default_factory=list)
     revoked: set[str] = field(default_factory=set)
     refreshes: int = 0
+    #: True: the engine keeps the whatsapp_id the caller chose (like the sim).
+    fixes_message_ids: bool = True
+    #: Every message a connection took (session id, message), copies included.
+    sent: list[tuple[str, OutgoingMessage]] = field(default_factory=list)
+    #: Read receipts sent: (session id, chat, sender, whatsapp ids).
+    read: list[tuple[str, str, str, tuple[str, ...]]] = field(default_factory=list)
+    #: What the next sends do, in order (see SendScript).
+    send_failures: list[SendScript] = field(default_factory=list)
+    #: Cleared: sends wait (a slow WhatsApp).
+    send_gate: asyncio.Event = field(default_factory=asyncio.Event)
     _known: dict[str, bool] = field(default_factory=dict)
 
     async def connect(self, target: ConnectTarget) -> FakeConnection:
@@ -95,6 +138,9 @@ class FakeEngine:
         connection = FakeConnection(self, target, steps)
         self.connections.append(connection)
         return connection
+
+    def __post_init__(self) -> None:
+        self.send_gate.set()
 
     def live(self, session_id: str) -> FakeConnection:
         return [c for c in self.connections if c.target.session_id == session_id][-1]

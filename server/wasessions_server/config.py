@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from wasessions_server.engines.registry import KNOWN_ENGINES
 from wasessions_server.errors import ConfigError
+from wasessions_server.messages import MessageSettings
 from wasessions_server.model import RequiredAction
 from wasessions_server.policy import Action, Backoff, CodeRule, QrSchedule, ReconnectPolicy
 from wasessions_server.policy.table import BACKOFF_KEYS, DEFAULT_ROWS, DEFAULT_RULE, build_policy
@@ -48,13 +49,15 @@ class ServerConfig:
     engines: tuple[str, ...] = ("whatsmeow",)
     manager: ManagerSettings = field(default_factory=ManagerSettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
+    #: The outbox's pacing, ttl and attempts, and how long message events are kept.
+    messages: MessageSettings = field(default_factory=MessageSettings)
     #: How long in-flight RPCs get to finish on SIGTERM before they are cancelled.
     shutdown_grace_s: float = 5.0
     #: API keys, TLS, limits, metrics (see security.py and the README's security section).
     security: SecuritySettings = field(default_factory=SecuritySettings)
 
 
-_SECTIONS = ("policy", "qr", "manager", "journal", "security")
+_SECTIONS = ("policy", "qr", "manager", "journal", "messages", "security")
 _SECURITY_TOP_KEYS = (
     "api_keys_file",
     "tls_cert",
@@ -78,6 +81,7 @@ _AT_LEAST: Mapping[tuple[type, str], float] = {
     (ManagerSettings, "restore_jitter_s"): 0,
     (ServerConfig, "shutdown_grace_s"): 0,
     (SecuritySettings, "max_message_bytes"): 4096,
+    (MessageSettings, "max_per_minute"): 0,
 }
 #: `[security]` holds the scalar fields of SecuritySettings except these (top-level keys).
 _SECURITY_SECTION_EXCLUDES = ("allow_unauthenticated",)
@@ -127,11 +131,19 @@ def config_from_mapping(data: Mapping[str, Any]) -> ServerConfig:
         **scalar_fields(ManagerSettings, section(data, "manager"), "manager"),
     )
     journal = JournalSettings(**scalar_fields(JournalSettings, section(data, "journal"), "journal"))
+    messages = MessageSettings(
+        **scalar_fields(MessageSettings, section(data, "messages"), "messages")
+    )
+    if messages.default_ttl_s > messages.retention_s:
+        raise ConfigError(
+            "messages.default_ttl_s must be at most the retention (messages.retention_days)"
+        )
     return replace(
         base,
         engines=_engines(data.get("engines"), base.engine),
         manager=manager,
         journal=journal,
+        messages=messages,
         security=_security(data, base.listen),
     )
 

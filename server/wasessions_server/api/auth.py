@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health
-from wasessions.v1 import session_service_pb2
+from wasessions.v1 import message_service_pb2, session_service_pb2
 
 from wasessions_server.api.session_health import is_session_name
 from wasessions_server.api.status import (
@@ -37,17 +37,24 @@ from wasessions_server.metrics import ServerMetrics
 from wasessions_server.security import ApiKey, Role, SecuritySettings
 
 _SESSION = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
+_MESSAGE = message_service_pb2.DESCRIPTOR.services_by_name["MessageService"].full_name
 _HEALTH = health.SERVICE_NAME
 _REFLECTION_PREFIX = "grpc.reflection."
 
 #: What a read-only key may call. NOTE: WatchQrCodes is not here: a QR code is what links a
 #: phone to the session, so showing it is as strong as starting one.
 READ_ONLY_METHODS = frozenset(
-    f"/{_SESSION}/{name}" for name in ("GetSession", "ListSessions", "WatchSessions", "GetPolicy")
+    [f"/{_SESSION}/{name}" for name in ("GetSession", "ListSessions", "WatchSessions", "GetPolicy")]
+    + [f"/{_MESSAGE}/{name}" for name in ("GetMessage", "ListMessages", "WatchMessages")]
 )
 #: Server streams counted against a client's stream limit.
 LIMITED_STREAMS = frozenset(
-    {f"/{_SESSION}/WatchSessions", f"/{_SESSION}/WatchQrCodes", f"/{_HEALTH}/Watch"}
+    {
+        f"/{_SESSION}/WatchSessions",
+        f"/{_SESSION}/WatchQrCodes",
+        f"/{_MESSAGE}/WatchMessages",
+        f"/{_HEALTH}/Watch",
+    }
 )
 
 Behavior = Callable[..., Any]

@@ -10,11 +10,13 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
-from wasessions.v1 import session_service_pb2, simulator_service_pb2
+from wasessions.v1 import message_service_pb2, session_service_pb2, simulator_service_pb2
+from wasessions.v1 import message_service_pb2_grpc as msg_grpc
 from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
 
 from wasessions_server.api.auth import RpcGuard
+from wasessions_server.api.message_service import MessageService
 from wasessions_server.api.reflection import ContractReflection
 from wasessions_server.api.session_health import SessionHealthServicer
 from wasessions_server.api.session_service import SessionService
@@ -23,8 +25,9 @@ from wasessions_server.config import ServerConfig
 from wasessions_server.engines import Engine
 from wasessions_server.engines.registry import build_engine
 from wasessions_server.engines.sim import SimEngine
-from wasessions_server.events import EventJournal
+from wasessions_server.events import EventJournal, MessageJournal
 from wasessions_server.logfmt import StateChangeLog
+from wasessions_server.messages import Messages
 from wasessions_server.metrics import MetricsHttpServer, ServerMetrics
 from wasessions_server.security import Role, SecuritySettings
 from wasessions_server.sessions import SessionRegistry
@@ -33,6 +36,7 @@ from wasessions_server.store import DataDirLock, SessionStore, open_embedded
 log = logging.getLogger(__name__)
 
 SESSION_SERVICE = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
+MESSAGE_SERVICE = message_service_pb2.DESCRIPTOR.services_by_name["MessageService"].full_name
 SIMULATOR_SERVICE = simulator_service_pb2.DESCRIPTOR.services_by_name["SimulatorService"].full_name
 
 
@@ -83,7 +87,8 @@ class WaSessionsServer:
 
     async def _start_locked(self, data_dir: Path) -> None:
         config = self.config
-        self.store, credential_store = open_embedded(data_dir)
+        store, credential_store = open_embedded(data_dir)
+        self.store = store
         self._journal = await EventJournal.open(
             self.store,
             retention_events=config.journal.retention_events,
@@ -95,12 +100,14 @@ class WaSessionsServer:
             for name in config.engines
         }
         sim = engines.get("sim")
+        messages = Messages(await MessageJournal.open(store), config.messages)
         self.sessions = SessionRegistry(
             self._journal,
             credential_store,
             engines,
             config.manager,
             default_engine=config.engine,
+            messages=messages,
         )
         self.health.attach(self.sessions)
         self.metrics.attach(self.sessions)
@@ -119,7 +126,10 @@ class WaSessionsServer:
         counted = self.metrics if security.metrics_listen is not None else None
         guarded = RpcGuard(security, counted).registrar(server)
         svc_grpc.add_SessionServiceServicer_to_server(SessionService(self.sessions), guarded)
-        services = [SESSION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        msg_grpc.add_MessageServiceServicer_to_server(
+            MessageService(messages, config.manager.heartbeat_interval_s), guarded
+        )
+        services = [SESSION_SERVICE, MESSAGE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
         if isinstance(sim, SimEngine):
             log.warning("the sim engine is enabled: SimulatorService (fault injection) is served")
             sim_grpc.add_SimulatorServiceServicer_to_server(

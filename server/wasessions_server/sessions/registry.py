@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from wasessions_server.engines import Connection, ConnectTarget, Engine
 from wasessions_server.errors import ServiceError, Status, invalid_argument, shutting_down
 from wasessions_server.events import EventJournal, ResumePoint, WatchItem, watch
+from wasessions_server.messages import Messages
 from wasessions_server.model import JournalEntry, RequiredAction, SessionRecord, State
 from wasessions_server.sessions.decision import retrying
 from wasessions_server.sessions.heap import HeapFreezer
@@ -42,8 +43,11 @@ class SessionRegistry:
         settings: ManagerSettings,
         *,
         default_engine: str,
+        messages: Messages | None = None,
     ) -> None:
         self.journal = journal
+        #: The messages of these sessions (None: a registry without MessageService).
+        self.messages = messages
         self.settings = settings
         self.default_engine = default_engine
         self._credentials = credentials
@@ -57,6 +61,7 @@ class SessionRegistry:
             retrying=retrying(),
             qr_count=QrCount(),
             unwritten=self._notify,
+            messages=messages,
         )
         self._heap = HeapFreezer()  # full GC passes walk only what is new (storms)
         self._sessions: dict[str, Session] = {}
@@ -66,12 +71,17 @@ class SessionRegistry:
         self._observers: list[Callable[[str], None]] = []
         self._draining = False
         journal.add_listener(self._on_durable)
+        if messages is not None:
+            messages.attach(self.get_stored, self._fixes_message_ids)
 
     # Start and stop ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Adopts every stored session and restores the ones that were running."""
         await asyncio.to_thread(self._credentials.sweep)
+        if self.messages is not None:
+            # NOTE: before any session connects: it learns which sessions have work queued.
+            await self.messages.start()
         self._heap.install()
         await self.adopt(await self.journal.load_sessions())
 
@@ -126,6 +136,8 @@ class SessionRegistry:
         """Ends every stream with UNAVAILABLE and refuses new ones."""
         self._draining = True
         self.journal.drain()
+        if self.messages is not None:
+            self.messages.drain()
         for session in self._sessions.values():
             session.drain()
 
@@ -141,6 +153,9 @@ class SessionRegistry:
         await asyncio.gather(
             *(s.shutdown() for s in self._sessions.values()), return_exceptions=True
         )
+        if self.messages is not None:
+            # NOTE: before the session journal closes the store they share.
+            await self.messages.shutdown()
         for engine in self._engines.values():
             try:
                 await engine.aclose()
@@ -153,6 +168,15 @@ class SessionRegistry:
 
     def get(self, session_id: str) -> SessionRecord:
         return self._session(session_id).read()
+
+    def get_stored(self, session_id: str) -> SessionRecord:
+        """The session as last stored (NOT_FOUND when unknown), even while a change is
+        unwritten."""
+        return self._session(session_id).record
+
+    def _fixes_message_ids(self, session_id: str) -> bool:
+        engine = self._engines.get(self._session(session_id).record.engine)
+        return engine is not None and engine.fixes_message_ids
 
     def list_page(
         self, after: str, states: frozenset[State], limit: int
@@ -313,6 +337,8 @@ class SessionRegistry:
 
     async def delete_session(self, session_id: str) -> None:
         await self._session(session_id).delete()
+        if self.messages is not None:
+            await self.messages.deleted(session_id)
 
     # The index --------------------------------------------------------------------------------
 
@@ -376,6 +402,8 @@ class SessionRegistry:
 
 class _DisabledEngine:
     """Stands in for an engine that is not enabled: every connect fails with a clear reason."""
+
+    fixes_message_ids = False
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -19,12 +19,15 @@ from wasessions_server.engines import (
     Connection,
     ConnectTarget,
     Engine,
+    MessageReceived,
     Opened,
     PairSuccess,
     Qr,
+    Receipt,
 )
 from wasessions_server.errors import ServiceError, Status, StorageError
 from wasessions_server.events import EventJournal
+from wasessions_server.messages import Messages
 from wasessions_server.model import (
     Cause,
     Disconnect,
@@ -76,6 +79,9 @@ class SessionContext:
     #: Called with the session's id when what its reads answer changed without a stored
     #: change (a change the store refused).
     unwritten: Callable[[str], None]
+    #: The sessions' messages: told of each open connection, handed inbound messages and
+    #: receipts (None: no MessageService).
+    messages: Messages | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +209,8 @@ class Session:
             if relink:
                 await self._halt()
                 await self._wipe()
+                if self._ctx.messages is not None:
+                    await self._ctx.messages.relinked(self.session_id)
                 cause = Cause.RELINK_REQUESTED
             elif self.running:
                 if self._truth.state is State.RECONNECTING:
@@ -232,6 +240,7 @@ class Session:
     async def logout(self) -> SessionRecord:
         async with self._operations:
             await self._unlink()
+            await self._messages_logged_out()
             return await self._end(
                 LoggedOut(
                     Cause.LOGGED_OUT_BY_REQUEST,
@@ -436,6 +445,15 @@ class Session:
         finally:
             self._qr.finish(QrOutcome.STOPPED)
 
+    async def _messages_logged_out(self) -> None:
+        messages = self._ctx.messages
+        if messages is None:
+            return
+        try:
+            await messages.logged_out(self.session_id)
+        except StorageError as error:
+            log.error("session %s: failing its queued messages failed: %s", self.session_id, error)
+
     def _note_activity(self, when: float) -> None:
         # NOTE: activity is frequent and not a state change: it is kept in memory and goes to
         # disk with the next change, instead of a journal entry each time.
@@ -531,6 +549,7 @@ class Session:
         close, rule = decision.close, decision.rule
         if rule.action is Action.LOGOUT:
             await self._wipe()
+            await self._messages_logged_out()
             await self._background(
                 LoggedOut(
                     Cause.CLOSED,
@@ -695,17 +714,45 @@ class Session:
                         self._connection_open = True
                         await self._background(Connected(event.account))
                         self._settled.set()
+                        if self._ctx.messages is not None:
+                            self._ctx.messages.connected(self.session_id, connection)
                     elif isinstance(event, Activity):
                         self._note_activity(event.time)
+                    elif isinstance(
+                        event, MessageReceived | Receipt
+                    ) and not await self._on_message_event(event):
+                        message = "an inbound message could not be stored"
+                        return self._ended(Closed(wa.CONNECTION_LOST, message), stable=False)
             return self._ended(
                 Closed(wa.CONNECTION_CLOSED, "the engine ended the connection without a code"),
                 stable=False,
             )
         finally:
+            if self._ctx.messages is not None:
+                self._ctx.messages.disconnected(self.session_id)
             self._connection = None
             self._connection_open = False
             if not self._detach:
                 await self._close_connection(connection)
+
+    async def _on_message_event(self, event: MessageReceived | Receipt) -> bool:
+        """Hands an inbound message or receipt to the messages layer; False when it could not
+        be stored (the connection is then closed unacknowledged: WhatsApp delivers it again).
+
+        NOTE: it is durable before the next event is read: reading on is what acknowledges it.
+        """
+        messages = self._ctx.messages
+        if messages is None:
+            return True
+        try:
+            if isinstance(event, MessageReceived):
+                await messages.received(self.session_id, event)
+            else:
+                await messages.receipt(self.session_id, event)
+        except StorageError as error:
+            log.error("session %s: storing a message event failed: %s", self.session_id, error)
+            return False
+        return True
 
     def _ended(self, close: Closed, *, stable: bool) -> ConnectionEnd:
         return ConnectionEnd(Decision.of(self._settings.policy, close), stable)

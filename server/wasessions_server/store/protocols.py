@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from wasessions_server.message_model import Direction, MessageEntry, MessageRecord
 from wasessions_server.model import JournalEntry, SessionRecord
 
 
@@ -55,6 +56,72 @@ class SessionStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class MessageStore(Protocol):
+    """Every message and the message journal (numbered apart from the session journal). Every
+    error is raised as `StorageError`."""
+
+    #: Identifies the message journal: resume tokens from another one are not honoured.
+    message_journal_id: str
+
+    async def message_bounds(self) -> tuple[int, int]:
+        """(pruned, last): entries with seq <= pruned may be gone; `last` never goes back."""
+        ...
+
+    async def write_messages(self, entries: Sequence[MessageEntry]) -> None:
+        """Appends the entries to the message journal and stores each one's record, all or
+        nothing."""
+        ...
+
+    async def read_messages_after(
+        self, after: int, upto: int, limit: int, session_id: str | None
+    ) -> list[MessageEntry] | None:
+        """Up to `limit` entries with after < seq <= upto (of one session, or all) in order, or
+        None if entries after `after` were pruned."""
+        ...
+
+    async def get_message(self, session_id: str, message_id: str) -> MessageRecord | None: ...
+
+    async def find_request(self, session_id: str, request_id: str) -> MessageRecord | None:
+        """The outbound message sent with this request_id."""
+        ...
+
+    async def find_whatsapp_ids(
+        self, session_id: str, direction: Direction, chat: str, sender: str, ids: Sequence[str]
+    ) -> list[MessageRecord]:
+        """The messages of one chat with these whatsapp_ids (INBOUND: of `sender` too, when
+        given)."""
+        ...
+
+    async def list_messages(
+        self,
+        session_id: str | None,
+        chat: str | None,
+        direction: Direction | None,
+        statuses: frozenset[str],
+        before: int | None,
+        limit: int,
+    ) -> list[tuple[int, MessageRecord]]:
+        """Newest first, each with its position (for the next page: `before`)."""
+        ...
+
+    async def pending_messages(self, session_id: str | None, limit: int) -> list[MessageRecord]:
+        """Messages with work left (QUEUED, SENDING, or a read receipt to send), in queue
+        order."""
+        ...
+
+    async def expired_messages(self, now: float, limit: int) -> list[MessageRecord]:
+        """QUEUED messages whose expire_time has passed."""
+        ...
+
+    async def delete_session_messages(self, session_id: str) -> None:
+        """Removes every message of the session and its message events."""
+        ...
+
+    async def prune_messages(self, before: float) -> None:
+        """Drops message events older than `before`, and final messages not updated since."""
+        ...
 
 
 class CredentialVault(Protocol):
