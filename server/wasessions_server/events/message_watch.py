@@ -7,7 +7,7 @@ import base64
 import binascii
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from wasessions_server.events.message_journal import MessageJournal
@@ -74,7 +74,7 @@ async def watch_messages(
     session_id: str | None,
     resume: ResumePoint | None,
     heartbeat_s: float,
-) -> AsyncIterator[MessageWatchItem]:
+) -> AsyncGenerator[MessageWatchItem, None]:
     """Every item a watcher must see, in order; each carries the seq to resume after it.
 
     NOTE: the position is the watcher's own and every event is read from the durable journal

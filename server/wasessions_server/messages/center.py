@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
 from wasessions_server.engines.base import (
@@ -178,7 +178,7 @@ class Messages:
 
     def watch(
         self, session_id: str | None, resume: ResumePoint | None, heartbeat_s: float
-    ) -> AsyncIterator[MessageWatchItem]:
+    ) -> AsyncGenerator[MessageWatchItem, None]:
         if session_id is not None:
             self._session(session_id)
         return watch_messages(self.journal, session_id, resume, heartbeat_s)
