@@ -25,6 +25,17 @@ What neonize 0.5.2 does, checked against the wheel's Go binary, and what this mo
   406) while the event is on its way. `has_credentials` answers from what the engine last read
   off the event loop; each connect, PairSuccess and Closed reads the store again before the
   event is handed on (after a LoggedOut, until the device is gone or `STORE_DELETE_WAIT_S`).
+- Messages: `send_message` takes no message id (its Go side sends with an empty
+  `SendRequestExtra`, so whatsmeow picks one) and returns it. `send_fb_message(..., extra)` does
+  honour `SendRequestExtra.ID`, but it sends a `ConsumerApplication` over the v3 (Messenger /
+  Instagram "armadillo") transport, not the `waE2E.Message` WhatsApp's phones read, and its
+  Python wrapper drops the response. So this engine does not fix ids (`fixes_message_ids` is
+  False): `Sent.whatsapp_id` is the one whatsmeow chose, and an attempt whose outcome is
+  unknown is reported as such, never resent under a new id by the engine.
+- Sends and read receipts go through `_GATE` like every other call into the library (the Go
+  side looks the client up in its unlocked maps), so one process sends one message at a time.
+- whatsmeow sends WhatsApp's delivery receipt for an inbound message once it has handed the
+  event on; neonize queues events for Python, so that receipt does not wait for the consumer.
 """
 
 from __future__ import annotations
@@ -52,7 +63,7 @@ from neonize._binder import ProxySettings
 from neonize.client import NewClient
 from neonize.events import INT_TO_EVENT
 from neonize.proto.Neonize_pb2 import Device, LogEntry
-from neonize.utils.enum import ClientName, ClientType
+from neonize.utils.enum import ClientName, ClientType, ReceiptType
 from neonize.utils.log import log as neonize_log
 
 from wasessions_server.engines.base import (
@@ -60,9 +71,16 @@ from wasessions_server.engines.base import (
     Closed,
     ConnectTarget,
     EngineEvent,
+    MessageReceived,
     Opened,
+    OutgoingMessage,
     PairSuccess,
     Qr,
+    Receipt,
+    SendInterrupted,
+    SendOutcomeUnknown,
+    SendRefused,
+    Sent,
     not_in_qr_phase,
     queued_events,
 )
@@ -74,9 +92,12 @@ from wasessions_server.engines.whatsmeow_events import (
     Paired,
     QrCodes,
     account_of,
+    build_message,
     deletes_store,
+    jid_of,
     map_event,
     map_login_status,
+    send_error,
 )
 from wasessions_server.errors import ServiceError, Status
 from wasessions_server.model import Account
@@ -583,6 +604,11 @@ class WhatsmeowConnection:
                 self._add_qr_codes(list(mapped.codes))
         elif isinstance(mapped, Alive):
             self._events.put_nowait(Activity(mapped.time))
+        elif isinstance(mapped, MessageReceived | Receipt):
+            if self.phase is Phase.OPEN:
+                self._events.put_nowait(mapped)
+            else:
+                log.info("session %s: a message event before the connection opened", self.uuid)
         elif isinstance(mapped, Noted):
             log.info("session %s: %s", self.uuid, mapped.what)
 
@@ -744,11 +770,57 @@ class WhatsmeowConnection:
             self._events.put_nowait(None)
         await asyncio.shield(self._start_teardown())
 
+    async def send(self, message: OutgoingMessage) -> Sent:
+        """Sends through `send_message` (whatsmeow chooses the id: see the module docstring)."""
+        self._check_open()
+        try:
+            chat = jid_of(message.chat)
+        except ValueError as error:
+            raise SendRefused(str(error)) from error
+        client = self._client
+        built = build_message(message)
+
+        def send() -> Any:
+            return client.send_message(chat, built)
+
+        try:
+            response = await self.engine.run(self._gated, "send", send)
+        except LibraryBusy as busy:
+            raise SendInterrupted(str(busy)) from busy
+        except Exception as error:
+            failure = send_error(str(error) or type(error).__name__)
+            if isinstance(failure, SendOutcomeUnknown) and self.phase is Phase.OPEN:
+                log.warning("session %s: a send ended without an answer", self.uuid)
+            raise failure from error
+        sent_at = float(response.Timestamp) if response.Timestamp > 0 else time.time()
+        return Sent(str(response.ID), sent_at)
+
+    async def mark_read(self, chat: str, sender: str, whatsapp_ids: tuple[str, ...]) -> None:
+        self._check_open()
+        chat_jid, sender_jid = jid_of(chat), jid_of(sender)
+        client = self._client
+
+        def mark() -> None:
+            client.mark_read(
+                *whatsapp_ids, chat=chat_jid, sender=sender_jid, receipt=ReceiptType.READ
+            )
+
+        try:
+            await self.engine.run(self._gated, "mark read", mark)
+        except Exception as error:
+            # NOTE: a read receipt is idempotent: sending it again is always safe.
+            raise SendInterrupted(f"the read receipt did not go out: {error}") from error
+
+    def _check_open(self) -> None:
+        if self.phase is not Phase.OPEN or self.library.now is not Library.EVENT_LOOP:
+            raise SendInterrupted(f"session {self.target.session_id}: the connection is not open")
+
 
 class WhatsmeowEngine:
     """The `whatsmeow` engine: one neonize client per connection, one store per session."""
 
     name = "whatsmeow"
+    fixes_message_ids = False
 
     def __init__(
         self, state_dir: Path, qr: QrSchedule, *, call_workers: int = CALL_WORKERS

@@ -1,4 +1,5 @@
-"""How whatsmeow's events, as neonize delivers them, map onto WhatsApp's disconnect codes.
+"""How whatsmeow's events, as neonize delivers them, map onto WhatsApp's disconnect codes and
+the engine's message events, and how an outgoing message becomes the library's.
 
 Pure functions over the library's own event types (neonize's protobuf messages), so the whole
 table is unit-tested without a network. The README's engine section shows the same table.
@@ -7,6 +8,7 @@ table is unit-tested without a network. The README's engine section shows the sa
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -19,17 +21,35 @@ from neonize.events import (
     KeepAliveRestoredEv,
     KeepAliveTimeoutEv,
     LoggedOutEv,
+    MessageEv,
     OfflineSyncCompletedEv,
     OfflineSyncPreviewEv,
     PairStatusEv,
     QREv,
+    ReceiptEv,
     StreamErrorEv,
     StreamReplacedEv,
     TemporaryBanEv,
 )
 from neonize.proto.Neonize_pb2 import JID, ConnectFailureReason, PairStatus, TemporaryBan
+from neonize.proto.waCommon.WACommon_pb2 import MessageKey
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+    ContextInfo,
+    ExtendedTextMessage,
+    ReactionMessage,
+)
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WaMessage
 
-from wasessions_server.engines.base import Closed
+from wasessions_server.engines.base import (
+    Closed,
+    MessageReceived,
+    OutgoingMessage,
+    Receipt,
+    ReceiptKind,
+    SendInterrupted,
+    SendOutcomeUnknown,
+    SendRefused,
+)
 from wasessions_server.model import Account
 from wasessions_server.policy import QR_WINDOW_OVER_MESSAGE
 from wasessions_server.policy import codes as wa
@@ -67,7 +87,19 @@ SUBSCRIBED: tuple[type[Message], ...] = (
     DisconnectedEv,
     OfflineSyncPreviewEv,
     OfflineSyncCompletedEv,
+    MessageEv,
+    ReceiptEv,
 )
+
+_RECEIPTS: dict[int, ReceiptKind] = {
+    ReceiptEv.DELIVERED: ReceiptKind.DELIVERED,
+    ReceiptEv.READ: ReceiptKind.READ,
+    ReceiptEv.PLAYED: ReceiptKind.PLAYED,
+}
+USER_SERVER = "s.whatsapp.net"
+LID_SERVER = "lid"
+GROUP_SERVER = "g.us"
+_JID = re.compile(r"([^@:]*)(?::([0-9]+))?@(.+)")
 
 #: whatsmeow's own keepalive gives up (and reconnects by itself) after 3 minutes without a
 #: successful ping. The engine gives up first, so that reconnect never runs behind the
@@ -110,7 +142,7 @@ class Noted:
     what: str
 
 
-Mapped = Closed | Paired | Connected | QrCodes | Alive | Noted
+Mapped = Closed | Paired | Connected | QrCodes | Alive | Noted | MessageReceived | Receipt
 
 
 def jid_string(jid: JID) -> str:
@@ -118,6 +150,23 @@ def jid_string(jid: JID) -> str:
         return ""
     device = f":{jid.Device}" if jid.Device else ""
     return f"{jid.User}{device}@{jid.Server}"
+
+
+def jid_of(text: str) -> JID:
+    """A JID string (`user[:device]@server`) as the library's JID."""
+    match = _JID.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a JID: {text!r}")
+    user, device, server = match.groups()
+    return JID(User=user, Device=int(device or 0), Server=server, IsEmpty=False)
+
+
+def _person(jid: JID, alt: JID) -> str:
+    """A person's JID without its device; the phone-number JID where WhatsApp gave one (a
+    message addressed by LID carries the phone-number JID as its alternative)."""
+    if jid.Server == LID_SERVER and alt.User and alt.Server == USER_SERVER:
+        jid = alt
+    return f"{jid.User}@{jid.Server}" if jid.User else ""
 
 
 def phone_of(jid: JID) -> str:
@@ -166,7 +215,118 @@ def map_event(event: Message, now: float | None = None) -> Mapped:
         return Noted(f"keepalive failed {event.ErrorCount} times ({silent_s:.0f} s silent)")
     if isinstance(event, KeepAliveRestoredEv | OfflineSyncCompletedEv | OfflineSyncPreviewEv):
         return Alive(now)
+    if isinstance(event, MessageEv):
+        return map_message(event) or Noted("Message: of a kind the service does not handle")
+    if isinstance(event, ReceiptEv):
+        return map_receipt(event, now) or Noted("Receipt: of a kind the service does not track")
     return Noted(f"unhandled library event {type(event).__name__}")
+
+
+def map_message(event: MessageEv) -> MessageReceived | None:
+    """An inbound text, reply or reaction; None for what the service does not handle (its own
+    messages from the phone, media, protocol messages, a reaction withdrawn)."""
+    info = event.Info
+    source = info.MessageSource
+    if source.IsFromMe or not info.ID:
+        return None
+    sender = _person(source.Sender, source.SenderAlt)
+    chat = jid_string(source.Chat) if source.IsGroup else _person(source.Chat, source.SenderAlt)
+    # NOTE: neonize hands whatsmeow's timestamp over as Unix seconds.
+    when = float(info.Timestamp) if info.Timestamp > 0 else time.time()
+    message = event.Message
+    if message.HasField("reactionMessage"):
+        reaction = message.reactionMessage
+        if not reaction.text or not reaction.key.ID:
+            return None
+        return MessageReceived(
+            info.ID, chat, sender, when, reaction_to=reaction.key.ID, reaction=reaction.text
+        )
+    if message.conversation:
+        return MessageReceived(info.ID, chat, sender, when, message.conversation)
+    if message.HasField("extendedTextMessage") and message.extendedTextMessage.text:
+        extended = message.extendedTextMessage
+        return MessageReceived(
+            info.ID, chat, sender, when, extended.text, reply_to=extended.contextInfo.stanzaID
+        )
+    return None
+
+
+def map_receipt(event: ReceiptEv, now: float) -> Receipt | None:
+    """DELIVERED, READ or PLAYED from a recipient; None for the other kinds (our own devices'
+    read-self, retries, server errors, ...)."""
+    kind = _RECEIPTS.get(event.Type)
+    source = event.MessageSource
+    if kind is None or source.IsFromMe or not event.MessageIDs:
+        return None
+    chat = jid_string(source.Chat) if source.IsGroup else _person(source.Chat, source.SenderAlt)
+    when = float(event.Timestamp) if event.Timestamp > 0 else now
+    return Receipt(chat, tuple(event.MessageIDs), kind, when)
+
+
+def build_message(message: OutgoingMessage, now: float | None = None) -> WaMessage:
+    """The library's message for an outgoing text, reply or reaction.
+
+    NOTE: a reaction's key says whose message it reacts to; OutgoingMessage does not say, so
+    it is taken to be the chat's (the other person's, in a one-to-one chat).
+    """
+    if message.reaction_to:
+        now = time.time() if now is None else now
+        key = MessageKey(remoteJID=message.chat, fromMe=False, ID=message.reaction_to)
+        return WaMessage(
+            reactionMessage=ReactionMessage(
+                key=key, text=message.reaction, senderTimestampMS=int(now * 1000)
+            )
+        )
+    if message.reply_to:
+        context = ContextInfo(stanzaID=message.reply_to)
+        if not message.chat.endswith("@" + GROUP_SERVER):
+            context.participant = message.chat
+        return WaMessage(
+            extendedTextMessage=ExtendedTextMessage(text=message.text, contextInfo=context)
+        )
+    return WaMessage(conversation=message.text)
+
+
+# whatsmeow's error texts (neonize passes them on as SendMessageError's message).
+_SERVER_ERROR = re.compile(r"server returned error (\d+)")
+_NOT_SENT = (
+    "websocket not connected",
+    "not logged in",
+    "doesn't contain a device",
+    "client is nil",
+)
+_BEFORE_SEND = (
+    "failed to get device list",
+    "failed to get group members",
+    "failed to encrypt",
+    "failed to create sender key",
+    "failed to marshal",
+    "unknown server",
+    "recipient",
+)
+_TRANSIENT = ("timed out", "timeout", "context", "disconnect", "closed", "eof", "connection")
+
+
+def send_error(text: str) -> Exception:
+    """What a failed library send means: SendRefused (final: WhatsApp refused it),
+    SendInterrupted (it never left: safe to send again) or SendOutcomeUnknown (it may have
+    left; never resent blindly). An error the table does not know is an unknown outcome."""
+    lowered = text.lower()
+    refused = _SERVER_ERROR.search(lowered)
+    if refused is not None:
+        return SendRefused(f"WhatsApp refused the message ({text})", int(refused.group(1)))
+    if "failed to send message node" in lowered:
+        if any(marker in lowered for marker in _NOT_SENT):
+            return SendInterrupted(text)
+        return SendOutcomeUnknown(text)
+    if any(marker in lowered for marker in _NOT_SENT):
+        return SendInterrupted(text)
+    if any(lowered.startswith(marker) or marker in lowered for marker in _BEFORE_SEND):
+        # NOTE: these fail before the message node is written.
+        if any(marker in lowered for marker in _TRANSIENT):
+            return SendInterrupted(text)
+        return SendRefused(f"the message could not be sent ({text})")
+    return SendOutcomeUnknown(text)
 
 
 def deletes_store(event: Message) -> bool:
