@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from google.protobuf import message as pb_message
-from wasessions.v1 import session_service_pb2, simulator_service_pb2
+from wasessions.v1 import message_service_pb2, session_service_pb2, simulator_service_pb2
 from wasessions.v1 import session_service_pb2_grpc as svc_grpc
 from wasessions.v1 import simulator_service_pb2_grpc as sim_grpc
 
@@ -90,9 +90,10 @@ class Rpc:
 
 
 def all_rpcs() -> Iterator[Rpc]:
-    """Every RPC of SessionService and SimulatorService, from the descriptors."""
+    """Every RPC of SessionService, MessageService and SimulatorService, from the descriptors."""
     for module, name in (
         (session_service_pb2, "SessionService"),
+        (message_service_pb2, "MessageService"),
         (simulator_service_pb2, "SimulatorService"),
     ):
         service = module.DESCRIPTOR.services_by_name[name]
@@ -107,9 +108,9 @@ def all_rpcs() -> Iterator[Rpc]:
 
 
 def _message_class(module: Any, name: str) -> type[pb_message.Message]:
-    from wasessions.v1 import session_pb2
+    from wasessions.v1 import message_pb2, session_pb2
 
-    for candidate in (module, session_pb2, session_service_pb2):
+    for candidate in (module, session_pb2, session_service_pb2, message_pb2):
         if hasattr(candidate, name):
             cls: type[pb_message.Message] = getattr(candidate, name)
             return cls

@@ -32,7 +32,15 @@ from tests.security_helpers import (
     write_keys,
 )
 
-READ_ONLY_OK = {"GetSession", "ListSessions", "WatchSessions", "GetPolicy"}
+READ_ONLY_OK = {
+    "GetSession",
+    "ListSessions",
+    "WatchSessions",
+    "GetPolicy",
+    "GetMessage",
+    "ListMessages",
+    "WatchMessages",
+}
 
 
 @pytest.fixture

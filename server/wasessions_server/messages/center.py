@@ -105,6 +105,7 @@ class Messages:
         self._locks: dict[str, asyncio.Lock] = {}
         self._requests: dict[tuple[str, str], asyncio.Lock] = {}
         self._background: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     def attach(self, lookup: SessionLookup, fixes_ids: FixesIds) -> None:
         """Called by the session registry that hands this object its sessions' events."""
@@ -136,6 +137,7 @@ class Messages:
         self.journal.drain()
 
     async def shutdown(self) -> None:
+        self._stopping = True
         tasks = [*self._background, *self._senders.values()]
         for task in tasks:
             task.cancel()
@@ -239,8 +241,7 @@ class Messages:
             update_time=now,
             expire_time=now + ttl,
         )
-        async with self._lock(session_id):
-            entry = await self.journal.append(EventType.QUEUED, record)
+        entry = await self.journal.append(EventType.QUEUED, record)
         self._want(session_id)
         return entry.record
 
@@ -381,14 +382,15 @@ class Messages:
         self._locks.pop(session_id, None)
 
     async def _fail_queued(self, session_id: str, reason: str, message: str) -> None:
-        if session_id not in self._wanted:
-            return
+        """Fails every QUEUED message of the session (one SENDING now ends by its outcome).
+
+        NOTE: a store query per logout or relink, which are rare: not on a reconnect path."""
         async with self._lock(session_id):
             while True:
                 batch = [
                     r
                     for r in await self._store.pending_messages(session_id, _BATCH)
-                    if r.direction is Direction.OUTBOUND
+                    if r.status is MessageStatus.QUEUED
                 ]
                 if not batch:
                     return
@@ -404,21 +406,20 @@ class Messages:
 
     def _start_sender(self, session_id: str) -> None:
         task = self._senders.get(session_id)
-        if task is None or task.done():
+        connection = self._open.get(session_id)
+        if (task is None or task.done()) and connection is not None and not self._stopping:
             self._senders[session_id] = asyncio.create_task(
-                self._send_all(session_id), name=f"outbox:{session_id}"
+                self._send_all(session_id, connection), name=f"outbox:{session_id}"
             )
 
-    async def _send_all(self, session_id: str) -> None:
+    async def _send_all(self, session_id: str, connection: Connection) -> None:
+        """Sends the session's pending work over `connection` while it is the open one."""
         try:
-            while session_id in self._wanted:
-                connection = self._open.get(session_id)
-                if connection is None:
-                    return
+            while session_id in self._wanted and self._open.get(session_id) is connection:
                 self._wanted.discard(session_id)
                 if not await self._send_pending(session_id, connection):
                     self._wanted.add(session_id)  # left for the next connection
-                    return
+                    break
         except StorageError as error:
             self._wanted.add(session_id)
             log.error("session %s: the outbox could not store a change: %s", session_id, error)
@@ -428,6 +429,10 @@ class Messages:
         finally:
             if self._senders.get(session_id) is asyncio.current_task():
                 del self._senders[session_id]
+            # NOTE: a new connection may have opened while this one's last send failed: its
+            # `connected` found this task still running and left the work to it.
+            if self._open.get(session_id) not in (None, connection):
+                self._start_sender(session_id)
 
     async def _send_pending(self, session_id: str, connection: Connection) -> bool:
         """Sends (in queue order) until nothing is pending: True; False when the connection
@@ -498,7 +503,10 @@ class Messages:
             elif isinstance(outcome, _Retry):
                 if record.status is not MessageStatus.SENDING:
                     return
-                if record.attempts >= self.settings.max_attempts:
+                unlinked = self._unlinked_reason(record.session_id)
+                if unlinked is not None:
+                    await self._fail(record, unlinked, _LOGGED_OUT)
+                elif record.attempts >= self.settings.max_attempts:
                     await self._fail(
                         record,
                         "SEND_ATTEMPTS_EXHAUSTED",
@@ -506,7 +514,7 @@ class Messages:
                     )
                 else:
                     await self._change(record, status=MessageStatus.QUEUED)
-            else:
+            elif record.status is MessageStatus.SENDING or record.status in RECEIPT_RANK:
                 # NOTE: a receipt may have come first (DELIVERED before the send returned):
                 # the status only moves forward.
                 status = record.status if record.status in RECEIPT_RANK else MessageStatus.SENT
@@ -571,6 +579,14 @@ class Messages:
             await asyncio.sleep(_PRUNE_S)
 
     # Changes ----------------------------------------------------------------------------------
+
+    def _unlinked_reason(self, session_id: str) -> str | None:
+        """SESSION_LOGGED_OUT when the session can no longer send (logged out, deleted)."""
+        try:
+            linked = _linked(self._session(session_id))
+        except ServiceError:
+            linked = False
+        return None if linked else "SESSION_LOGGED_OUT"
 
     def _session(self, session_id: str) -> SessionRecord:
         assert self._lookup is not None, "attach() first"
