@@ -22,7 +22,7 @@ from wasessions.v1 import session_service_pb2 as svc
 from wasessions.v1 import simulator_service_pb2 as sim
 
 from tests.conftest import ServerFactory
-from tests.helpers import S, Running, error_info, merge, next_message
+from tests.helpers import Running, S, error_info, merge, next_message
 from tests.security_helpers import FULL_KEY, READ_KEY, bearer, write_keys
 
 M = mpb.Message
