@@ -209,8 +209,6 @@ class Session:
             if relink:
                 await self._halt()
                 await self._wipe()
-                if self._ctx.messages is not None:
-                    await self._ctx.messages.relinked(self.session_id)
                 cause = Cause.RELINK_REQUESTED
             elif self.running:
                 if self._truth.state is State.RECONNECTING:
@@ -219,6 +217,10 @@ class Session:
             else:
                 cause = Cause.STARTED
             await self._commit(Connecting(cause, forget_account=relink))
+            if relink and self._ctx.messages is not None:
+                # NOTE: after the commit: from then on the session is unlinked, so no send
+                # settling later can put a message back in the queue.
+                await self._ctx.messages.relinked(self.session_id)
             self._qr.finish(QrOutcome.STOPPED)
             self._launch()
             return self._record
@@ -240,14 +242,15 @@ class Session:
     async def logout(self) -> SessionRecord:
         async with self._operations:
             await self._unlink()
-            await self._messages_logged_out()
-            return await self._end(
+            record = await self._end(
                 LoggedOut(
                     Cause.LOGGED_OUT_BY_REQUEST,
                     RequiredAction.SCAN_QR,
                     "Logged out on request; credentials wiped. StartSession begins a new QR login.",
                 )
             )
+            await self._messages_logged_out()
+            return record
 
     async def delete(self) -> None:
         async with self._operations:
@@ -549,7 +552,6 @@ class Session:
         close, rule = decision.close, decision.rule
         if rule.action is Action.LOGOUT:
             await self._wipe()
-            await self._messages_logged_out()
             await self._background(
                 LoggedOut(
                     Cause.CLOSED,
@@ -559,6 +561,9 @@ class Session:
                     _disconnect(close),
                 )
             )
+            # NOTE: after the change: from then on the session is unlinked, so no send settling
+            # later can put a message back in the queue.
+            await self._messages_logged_out()
             return None
         # NOTE: only a close the policy does not retry is followed by a check of what is
         # stored: a retried close leaves the credentials as they were, and a check each (a
