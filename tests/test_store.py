@@ -1,17 +1,27 @@
-"""The `SessionStore` contract, checked the same way for every implementation (SQLite and the
-in-memory store today; PostgreSQL joins the parametrisation in cluster mode)."""
+"""The `SessionStore` and `MessageStore` contracts, checked the same way for every
+implementation (SQLite and the in-memory store today; PostgreSQL joins the parametrisation in
+cluster mode)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from wasessions_server.errors import StorageError
-from wasessions_server.events import EventJournal
+from wasessions_server.events import EventJournal, MessageJournal
+from wasessions_server.message_model import (
+    Direction,
+    EventType,
+    MessageEntry,
+    MessageRecord,
+    MessageStatus,
+)
 from wasessions_server.model import Cause, JournalEntry, SessionRecord, State
-from wasessions_server.store import MemoryStore, SessionStore, SqliteStore
+from wasessions_server.store import MemoryStore, MessageStore, SessionStore, SqliteStore
 
 
 @pytest.fixture(params=["sqlite", "memory"])
@@ -117,3 +127,102 @@ async def test_a_refused_commit_marks_the_journal_unwritable_until_a_probe_succe
         assert entry.seq == 1
     finally:
         await journal.close()
+
+
+# The MessageStore contract -------------------------------------------------------------------
+
+
+def _message(
+    message_id: str, status: MessageStatus = MessageStatus.QUEUED, **kw: Any
+) -> MessageRecord:
+    values: dict[str, Any] = {
+        "session_id": "s1",
+        "message_id": message_id,
+        "direction": Direction.OUTBOUND,
+        "status": status,
+        "chat": "15551234567@s.whatsapp.net",
+        "text": "t",
+        "update_time": 100.0,
+        **kw,
+    }
+    return MessageRecord(**values)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def message_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SqliteStore | MemoryStore]:
+    opened = SqliteStore(tmp_path / "store.db") if request.param == "sqlite" else MemoryStore()
+    yield opened
+    await opened.close()
+
+
+async def test_messages_and_their_events_are_written_together(
+    message_store: MessageStore,
+) -> None:
+    assert await message_store.message_bounds() == (0, 0)
+    a, b = _message("a", request_id="r1", whatsapp_id="W1"), _message("b")
+    await message_store.write_messages(
+        [MessageEntry(1, EventType.QUEUED, a, 1.0), MessageEntry(2, EventType.QUEUED, b, 2.0)]
+    )
+    sent = dataclasses.replace(a, status=MessageStatus.SENT)
+    await message_store.write_messages([MessageEntry(3, EventType.STATUS_CHANGED, sent, 3.0)])
+    assert await message_store.message_bounds() == (0, 3)
+    assert await message_store.get_message("s1", "a") == sent
+    assert await message_store.find_request("s1", "r1") == sent
+    assert await message_store.find_request("s1", "r2") is None
+    found = await message_store.find_whatsapp_ids(
+        "s1", Direction.OUTBOUND, a.chat, "", ["W1", "nope"]
+    )
+    assert found == [sent]
+    replay = await message_store.read_messages_after(1, 3, 10, None)
+    assert replay is not None and [(e.seq, e.record.message_id) for e in replay] == [
+        (2, "b"),
+        (3, "a"),
+    ]
+    assert await message_store.read_messages_after(0, 3, 10, "other") == []
+    listed = await message_store.list_messages("s1", None, None, frozenset(), None, 10)
+    assert [r.message_id for _, r in listed] == ["b", "a"]  # newest first
+    older = await message_store.list_messages("s1", None, None, frozenset(), listed[0][0], 10)
+    assert [r.message_id for _, r in older] == ["a"]
+    queued = await message_store.list_messages(None, None, None, frozenset({"QUEUED"}), None, 10)
+    assert [r.message_id for _, r in queued] == ["b"]
+    assert [r.message_id for r in await message_store.pending_messages("s1", 10)] == ["b"]
+
+
+async def test_pruning_keeps_pending_messages_and_says_what_is_gone(
+    message_store: MessageStore,
+) -> None:
+    old_final = _message("done", MessageStatus.SENT, update_time=10.0)
+    old_queued = _message("waiting", update_time=10.0, expire_time=50.0)
+    await message_store.write_messages(
+        [
+            MessageEntry(1, EventType.QUEUED, old_final, 10.0),
+            MessageEntry(2, EventType.QUEUED, old_queued, 10.0),
+        ]
+    )
+    assert [r.message_id for r in await message_store.expired_messages(60.0, 10)] == ["waiting"]
+    await message_store.prune_messages(20.0)
+    assert await message_store.get_message("s1", "done") is None
+    assert await message_store.get_message("s1", "waiting") is not None
+    assert await message_store.message_bounds() == (2, 2)
+    assert await message_store.read_messages_after(0, 2, 10, None) is None
+    assert await message_store.read_messages_after(2, 2, 10, None) == []
+    await message_store.delete_session_messages("s1")
+    assert await message_store.get_message("s1", "waiting") is None
+    assert (await message_store.message_bounds())[1] == 2  # the head never goes back
+
+
+async def test_a_message_journal_reopened_goes_on_numbering(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "m.db")
+    journal = await MessageJournal.open(store)
+    await asyncio.gather(*(journal.append(EventType.QUEUED, _message(str(i))) for i in range(5)))
+    journal_id = store.message_journal_id
+    await journal.close()
+    await store.close()
+    reopened = SqliteStore(tmp_path / "m.db")
+    journal = await MessageJournal.open(reopened)
+    assert reopened.message_journal_id == journal_id != reopened.journal_id
+    assert (await journal.append(EventType.QUEUED, _message("next"))).seq == 6
+    await journal.close()
+    await reopened.close()
