@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from wasessions_server.config import config_from_mapping
 from wasessions_server.engines import Opened
 from wasessions_server.engines.base import (
     MessageReceived,
@@ -22,7 +23,7 @@ from wasessions_server.engines.base import (
     SendOutcomeUnknown,
     SendRefused,
 )
-from wasessions_server.errors import ServiceError, Status
+from wasessions_server.errors import ConfigError, ServiceError, Status
 from wasessions_server.events import (
     Event,
     EventJournal,
@@ -465,3 +466,21 @@ async def test_a_send_cut_by_a_crash_goes_again_only_under_a_fixed_id(tmp_path: 
     assert (await store.message_bounds())[1] == 4
     await messages.shutdown()
     await store.close()
+
+
+# Configuration -------------------------------------------------------------------------------
+
+
+def test_the_messages_section_is_validated_like_every_other() -> None:
+    assert config_from_mapping({}).messages == MessageSettings(20, 86_400.0, 5, 7.0)
+    given = config_from_mapping({"messages": {"max_per_minute": 0, "retention_days": 1}})
+    assert (given.messages.max_per_minute, given.messages.retention_s) == (0, 86_400.0)
+    for bad, key in (
+        ({"max_per_minute": -1}, "messages.max_per_minute"),
+        ({"max_attempts": 0}, "messages.max_attempts"),
+        ({"pace": 1}, "messages"),
+        ({"default_ttl_s": 10 * 86_400.0}, "messages.default_ttl_s"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            config_from_mapping({"messages": bad})
+        assert str(caught.value).startswith(key), caught.value
