@@ -79,12 +79,12 @@ async def test_a_message_goes_queued_sent_delivered_read(make_server: ServerFact
     await asyncio.sleep(0.1)
     assert (await wait_status(running, queued.name, M.READ)).read_time.seconds > 0
     statuses: list[int] = []
-    while len(statuses) < 4:
+    while len(statuses) < 5:
         item = await next_message(watch)
         if item.WhichOneof("kind") == "event":
             assert item.event.message.text == "hello"
             statuses.append(item.event.message.status)
-    assert statuses[0] == M.QUEUED and statuses[-2:] == [M.DELIVERED, M.READ]
+    assert statuses == [M.QUEUED, M.SENDING, M.SENT, M.DELIVERED, M.READ]
     watch.cancel()
     assert [(d.whatsapp_id, d.text) for d in await delivered(running)] == [
         (queued.whatsapp_id, "hello")
@@ -250,10 +250,13 @@ async def test_a_401_while_sending_fails_what_is_still_queued(make_server: Serve
     sent = [m for m in final if m.status == M.SENT]
     failed = [m for m in final if m.status == M.FAILED]
     assert len(sent) + len(failed) == 20 and failed, [M.Status.Name(m.status) for m in final]
-    assert {m.error.reason for m in failed} == {"SESSION_LOGGED_OUT"}
-    assert sorted(d.whatsapp_id for d in await delivered(running)) == sorted(
-        m.whatsapp_id for m in sent
-    )
+    assert "SESSION_LOGGED_OUT" in {m.error.reason for m in failed}
+    # NOTE: a send cut by the close may have reached WhatsApp: it says so, it is not resent.
+    assert {m.error.reason for m in failed} <= {"SESSION_LOGGED_OUT", "SEND_OUTCOME_UNKNOWN"}
+    unknown = {m.whatsapp_id for m in failed if m.error.reason == "SEND_OUTCOME_UNKNOWN"}
+    copies = [d.whatsapp_id for d in await delivered(running)]
+    assert len(copies) == len(set(copies))
+    assert {m.whatsapp_id for m in sent} <= set(copies) <= {m.whatsapp_id for m in sent} | unknown
 
 
 async def test_watch_resumes_across_a_restart_without_gap_or_duplicate(

@@ -475,7 +475,7 @@ class Messages:
             return True
         except SendOutcomeUnknown:
             if record.whatsapp_id:
-                await self._settle(record, _Retry())
+                await self._settle(record, _Retry(outcome_unknown=True))
             else:
                 await self._settle(record, _Failed(0, "SEND_OUTCOME_UNKNOWN", _UNKNOWN))
             return False
@@ -504,7 +504,10 @@ class Messages:
                 if record.status is not MessageStatus.SENDING:
                     return
                 unlinked = self._unlinked_reason(record.session_id)
-                if unlinked is not None:
+                if unlinked is not None and outcome.outcome_unknown:
+                    # NOTE: it may have reached WhatsApp, and it cannot go again: say so.
+                    await self._fail(record, "SEND_OUTCOME_UNKNOWN", _UNKNOWN_UNLINKED)
+                elif unlinked is not None:
                     await self._fail(record, unlinked, _LOGGED_OUT)
                 elif record.attempts >= self.settings.max_attempts:
                     await self._fail(
@@ -627,12 +630,16 @@ class _Failed:
 
 @dataclass(frozen=True, slots=True)
 class _Retry:
-    pass
+    outcome_unknown: bool = False
 
 
 _UNKNOWN = (
     "the connection closed after the message left and before WhatsApp answered; it may have "
     "been delivered, so it is not sent again (this engine cannot resend under the same id)"
+)
+_UNKNOWN_UNLINKED = (
+    "the connection closed after the message left and before WhatsApp answered, and the "
+    "session was logged out before it could go again; it may have been delivered"
 )
 _LOGGED_OUT = "the session was logged out before the message was sent"
 _RELINKED = "the session was relinked (the account may have changed) before the message was sent"
