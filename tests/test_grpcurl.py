@@ -53,6 +53,7 @@ def test_list_offers_every_service(server: ServerProcess) -> None:
     assert grpcurl(server, "list").split() == [
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "wasessions.v1.MessageService",
         "wasessions.v1.SessionService",
         "wasessions.v1.SimulatorService",
     ]

@@ -230,9 +230,10 @@ def _cli_walkthrough(out: Output) -> None:
 
 def _grpcurl_contract(out: Output) -> None:
     lines = out.stdout.splitlines()
-    assert lines[:4] == [
+    assert lines[:5] == [
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "wasessions.v1.MessageService",
         "wasessions.v1.SessionService",
         "wasessions.v1.SimulatorService",
     ]
