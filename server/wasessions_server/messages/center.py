@@ -121,13 +121,11 @@ class Messages:
         with its whatsapp_id fixed it goes again under that id (the recipient keeps one copy);
         without, it is FAILED SEND_OUTCOME_UNKNOWN, never resent blindly.
         """
+        # NOTE: every pending record is read once here (work left at the restart).
         for record in await self._store.pending_messages(None, 1_000_000):
             self._wanted.add(record.session_id)
             if record.status is MessageStatus.SENDING:
-                if record.whatsapp_id:
-                    await self._change(record, status=MessageStatus.QUEUED)
-                else:
-                    await self._fail(record, "SEND_OUTCOME_UNKNOWN", _UNKNOWN)
+                await self._recover(record)
         self._background = [
             asyncio.create_task(self._sweep_expired(), name="messages-ttl"),
             asyncio.create_task(self._prune(), name="messages-prune"),
@@ -386,15 +384,8 @@ class Messages:
 
         NOTE: a store query per logout or relink, which are rare: not on a reconnect path."""
         async with self._lock(session_id):
-            while True:
-                batch = [
-                    r
-                    for r in await self._store.pending_messages(session_id, _BATCH)
-                    if r.status is MessageStatus.QUEUED
-                ]
-                if not batch:
-                    return
-                for record in batch:
+            for record in await self._store.pending_messages(session_id, 1_000_000):
+                if record.status is MessageStatus.QUEUED:
                     await self._fail(record, reason, message)
 
     # Sending ----------------------------------------------------------------------------------
@@ -444,7 +435,14 @@ class Messages:
             for record in batch:
                 if self._open.get(session_id) is not connection:
                     return False
-                if record.direction is Direction.INBOUND:
+                if record.status is MessageStatus.SENDING:
+                    # NOTE: this task is the session's only sender and nothing of it is in
+                    # flight: a SENDING record here is one whose outcome was never stored.
+                    async with self._lock(session_id):
+                        current = await self._store.get_message(session_id, record.message_id)
+                        if current is not None and current.status is MessageStatus.SENDING:
+                            await self._recover(current)
+                elif record.direction is Direction.INBOUND:
                     if not await self._send_read(connection, record):
                         return False
                 elif not await self._send_one(connection, record):
@@ -612,6 +610,12 @@ class Messages:
         return await self._change(
             record, status=MessageStatus.FAILED, error=MessageError(code, reason, message)
         )
+
+    async def _recover(self, record: MessageRecord) -> MessageRecord:
+        """A SENDING message whose outcome was lost: again under its fixed id, else FAILED."""
+        if record.whatsapp_id:
+            return await self._change(record, status=MessageStatus.QUEUED)
+        return await self._fail(record, "SEND_OUTCOME_UNKNOWN", _UNKNOWN)
 
     async def _expire(self, record: MessageRecord) -> MessageRecord:
         return await self._change(
