@@ -4,7 +4,7 @@ entry. They mirror `wasessions.v1.Message` but carry no gRPC or protobuf."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wasessions_server.model import NAME_PREFIX
@@ -68,7 +68,8 @@ class MessageRecord:
     chat: str
     sender: str = ""
     whatsapp_id: str = ""
-    text: str = ""
+    #: NOTE: never in a repr: a record that reaches a log line must not carry the text.
+    text: str = field(default="", repr=False)
     #: A reaction: the message name reacted to, and the emoji ('' when not a reaction).
     reaction_to: str = ""
     reaction: str = ""
