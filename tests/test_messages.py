@@ -8,6 +8,7 @@ Every test names its pacing: `[messages] max_per_minute = 0` (off) unless pacing
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -322,3 +323,26 @@ async def test_read_only_keys_read_but_do_not_send(
             grpc.StatusCode.PERMISSION_DENIED,
             "READ_ONLY_API_KEY",
         )
+
+
+async def test_message_text_never_reaches_the_logs(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "the-secret-text-7f3a"
+    running = await make_server(NO_PACING)
+    await running.linked("demo")
+    await running.sim.InjectSendFailure(
+        sim.InjectSendFailureRequest(
+            name="sessions/demo", kind=sim.InjectSendFailureRequest.REJECT, message="refused"
+        )
+    )
+    refused = await send(running, secret)
+    sent = await send(running, secret + "-2")
+    await running.sim.ReceiveMessage(
+        sim.ReceiveMessageRequest(name="sessions/demo", sender="+15557654321", text=secret)
+    )
+    await wait_status(running, refused.name, M.FAILED)
+    await wait_status(running, sent.name, M.SENT)
+    await asyncio.sleep(0.2)
+    assert secret not in caplog.text
