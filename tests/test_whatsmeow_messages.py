@@ -257,3 +257,12 @@ async def test_inbound_events_reach_the_open_connection(tmp_path: Path) -> None:
     assert isinstance(message, MessageReceived) and message.text == "hi"
     read = await _next(events)
     assert isinstance(read, Receipt) and read.kind is ReceiptKind.READ
+
+
+async def test_messages_reported_before_connected_follow_opened(tmp_path: Path) -> None:
+    connection = await _connection(tmp_path)
+    connection._client = SendingClient()
+    connection._on_library_event(_inbound(WaMessage(conversation="offline")))
+    events = await _open(connection)
+    message = await _next(events)
+    assert isinstance(message, MessageReceived) and message.text == "offline"
