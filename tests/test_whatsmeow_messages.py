@@ -22,6 +22,7 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
 )
 from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WaMessage
 from neonize.utils.enum import ReceiptType
+from neonize.utils.jid import build_jid
 from wasessions_server.engines.base import (
     MessageReceived,
     OutgoingMessage,
@@ -141,7 +142,8 @@ def test_outgoing_messages_as_the_library_sends_them() -> None:
 
 
 def test_jids() -> None:
-    assert jid_of(CHAT) == JID(User="15557654321", Server="s.whatsapp.net", IsEmpty=False)
+    assert jid_of(CHAT) == build_jid("15557654321")
+    assert jid_of(CHAT).IsInitialized()
     assert jid_of("15557654321:3@s.whatsapp.net").Device == 3
     assert jid_of("120363000000000001@g.us").Server == "g.us"
     with pytest.raises(ValueError):
@@ -255,3 +257,12 @@ async def test_inbound_events_reach_the_open_connection(tmp_path: Path) -> None:
     assert isinstance(message, MessageReceived) and message.text == "hi"
     read = await _next(events)
     assert isinstance(read, Receipt) and read.kind is ReceiptKind.READ
+
+
+async def test_messages_reported_before_connected_follow_opened(tmp_path: Path) -> None:
+    connection = await _connection(tmp_path)
+    connection._client = SendingClient()
+    connection._on_library_event(_inbound(WaMessage(conversation="offline")))
+    events = await _open(connection)
+    message = await _next(events)
+    assert isinstance(message, MessageReceived) and message.text == "offline"

@@ -172,10 +172,13 @@ class _MessageJournal:
                     yield record
 
     async def aclose(self) -> None:
+        if self._fd < 0:
+            return
         try:
             await self.sync()
         finally:
             os.close(self._fd)
+            self._fd = -1
 
 
 class SimWorld:
@@ -471,7 +474,12 @@ class SimConnection:
         if kind is SendFailure.DROP_CONNECTION:
             self._close(wa.CONNECTION_CLOSED, reason or DEFAULT_MESSAGES[wa.CONNECTION_CLOSED])
             raise SendInterrupted(f"session {session_id}: the connection closed before the send")
-        await world.record_delivery(session_id, whatsapp_id, message)
+        try:
+            await world.record_delivery(session_id, whatsapp_id, message)
+        except OSError as error:
+            # NOTE: the record was written (a kill -9 keeps it), only its fsync failed.
+            log.error("session %s: cannot fsync the simulated delivery: %s", session_id, error)
+            kind = SendFailure.DROP_AFTER_ACCEPT
         if kind is SendFailure.DROP_AFTER_ACCEPT or self.phase != "open":
             self._close(wa.CONNECTION_CLOSED, reason or DEFAULT_MESSAGES[wa.CONNECTION_CLOSED])
             raise SendOutcomeUnknown(

@@ -430,6 +430,8 @@ class WhatsmeowConnection:
         self._qr_timer: asyncio.TimerHandle | None = None
         self._restart_timer: asyncio.TimerHandle | None = None
         self._teardown: asyncio.Task[None] | None = None
+        #: Messages and receipts the library reported before the connection opened.
+        self._early: list[MessageReceived | Receipt] = []
 
     def _advance(self, to: Phase) -> bool:
         """The one place the phase changes; False (and no change) if `to` does not follow."""
@@ -608,7 +610,9 @@ class WhatsmeowConnection:
             if self.phase is Phase.OPEN:
                 self._events.put_nowait(mapped)
             else:
-                log.info("session %s: a message event before the connection opened", self.uuid)
+                # NOTE: handed on right after Opened (the library may dispatch offline
+                # messages before its Connected event).
+                self._early.append(mapped)
         elif isinstance(mapped, Noted):
             log.info("session %s: %s", self.uuid, mapped.what)
 
@@ -637,6 +641,9 @@ class WhatsmeowConnection:
         now = time.time()
         self._events.put_nowait(Opened(self._me or Account("", "", "")))
         self._events.put_nowait(Activity(now))
+        for early in self._early:
+            self._events.put_nowait(early)
+        self._early.clear()
 
     # QR codes on the configured schedule -------------------------------------------------------
 

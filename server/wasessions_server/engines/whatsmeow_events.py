@@ -158,7 +158,10 @@ def jid_of(text: str) -> JID:
     if match is None:
         raise ValueError(f"not a JID: {text!r}")
     user, device, server = match.groups()
-    return JID(User=user, Device=int(device or 0), Server=server, IsEmpty=False)
+    # NOTE: every field set, as neonize's build_jid does: they are proto2 `required`.
+    return JID(
+        User=user, Device=int(device or 0), Server=server, RawAgent=0, Integrator=0, IsEmpty=False
+    )
 
 
 def _person(jid: JID, alt: JID) -> str:
@@ -321,7 +324,7 @@ def send_error(text: str) -> Exception:
         return SendOutcomeUnknown(text)
     if any(marker in lowered for marker in _NOT_SENT):
         return SendInterrupted(text)
-    if any(lowered.startswith(marker) or marker in lowered for marker in _BEFORE_SEND):
+    if any(marker in lowered for marker in _BEFORE_SEND):
         # NOTE: these fail before the message node is written.
         if any(marker in lowered for marker in _TRANSIENT):
             return SendInterrupted(text)
