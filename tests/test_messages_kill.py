@@ -158,3 +158,45 @@ def test_kill_9_while_sending_loses_and_duplicates_nothing(tmp_path: Path) -> No
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap or a duplicate"
     sent_events = {m.name for m in consumer.events + resumed.events if m.status == M.SENT}
     assert sent_events == {m.name for m in acked.values()}
+
+
+def test_kill_9_while_receiving_stores_every_inbound_message_once(tmp_path: Path) -> None:
+    """An inbound message is durable before WhatsApp is told it was handled: what the server
+    had not stored comes again after the restart, and a redelivery is stored once."""
+    data = tmp_path / "data"
+    config = write_config(tmp_path / "c.toml", merge(SIM_FAST, {"messages": {"max_per_minute": 0}}))
+    server = spawn_server(data, config)
+    client = Client(server.target)
+    client.sessions.CreateSession(svc.CreateSessionRequest(session_id="k"))
+    client.wait_state("k", S.QR_PENDING)
+    client.sim.ScanQrCode(sim.ScanQrCodeRequest(name="sessions/k"))
+    client.wait_state("k", S.CONNECTED)
+    for i in range(COUNT):
+        client.sim.ReceiveMessage(
+            sim.ReceiveMessageRequest(
+                name="sessions/k", sender="+15557654321", text=f"in{i}", whatsapp_id=f"IN{i}"
+            )
+        )
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(10)
+    client.channel.close()
+    server = spawn_server(data, config)
+    try:
+        client = Client(server.target)
+        deadline = time.monotonic() + 30
+        while True:
+            page = client.messages.ListMessages(
+                msvc.ListMessagesRequest(parent="sessions/k", direction=M.INBOUND, page_size=1000)
+            )
+            if len(page.messages) >= COUNT or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)  # a duplicate, if any, would land now
+        page = client.messages.ListMessages(
+            msvc.ListMessagesRequest(parent="sessions/k", direction=M.INBOUND, page_size=1000)
+        )
+        ids = sorted(m.whatsapp_id for m in page.messages)
+        assert ids == sorted(f"IN{i}" for i in range(COUNT))
+    finally:
+        client.channel.close()
+        terminate(server.process)
