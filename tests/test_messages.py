@@ -246,8 +246,13 @@ async def test_a_401_while_sending_fails_what_is_still_queued(make_server: Serve
     await wait_status(running, names[0], M.SENT)
     await running.inject("demo", 401)
     await running.wait_state("demo", S.LOGGED_OUT)
-    await asyncio.sleep(0.3)
-    final = [await stub(running).GetMessage(msvc.GetMessageRequest(name=n)) for n in names]
+    deadline = time.monotonic() + 10
+    while True:  # the send in flight at the 401 ends by its own outcome
+        final = [await stub(running).GetMessage(msvc.GetMessageRequest(name=n)) for n in names]
+        if all(m.status not in (M.QUEUED, M.SENDING) for m in final):
+            break
+        assert time.monotonic() < deadline, [M.Status.Name(m.status) for m in final]
+        await asyncio.sleep(0.05)
     sent = [m for m in final if m.status == M.SENT]
     failed = [m for m in final if m.status == M.FAILED]
     assert len(sent) + len(failed) == 20 and failed, [M.Status.Name(m.status) for m in final]
