@@ -351,3 +351,13 @@ async def test_message_text_never_reaches_the_logs(
     await wait_status(running, sent.name, M.SENT)
     await asyncio.sleep(0.2)
     assert secret not in caplog.text
+
+
+async def test_racing_retries_with_one_request_id_send_once(make_server: ServerFactory) -> None:
+    running = await make_server(NO_PACING)
+    await running.linked("demo")
+    replies = await asyncio.gather(*(send(running, "once", request_id="race") for _ in range(10)))
+    assert len({r.name for r in replies}) == 1
+    await wait_status(running, replies[0].name, M.SENT)
+    await asyncio.sleep(0.1)
+    assert [d.text for d in await delivered(running)] == ["once"]
