@@ -3,20 +3,20 @@ heartbeats. Message resume tokens are their own kind: a WatchSessions token is n
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from wasessions_server.events.message_journal import MessageJournal
-from wasessions_server.events.tokens import ResumePoint
+from wasessions_server.events.tokens import (
+    MESSAGES_KIND,
+    ResumePoint,
+    format_token,
+    parse_token,
+)
 from wasessions_server.message_model import MessageEntry
 
 _CHUNK = 200
-_KIND = "m1"
-_JOURNAL_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +49,12 @@ MessageWatchItem = Started | Event | MessageHeartbeat | MessageResync
 
 
 def format_message_token(journal_id: str, seq: int) -> str:
-    raw = f"{_KIND}:{journal_id}:{seq}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return format_token(journal_id, seq, MESSAGES_KIND)
 
 
 def parse_message_token(token: str) -> ResumePoint | None:
     """The point a WatchMessages token names, or None if it is not one."""
-    if not token or len(token) > 128:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    parts = raw.split(":")
-    if len(parts) != 3 or parts[0] != _KIND or not _JOURNAL_ID.fullmatch(parts[1]):
-        return None
-    if not parts[2].isdigit() or len(parts[2]) > 18:
-        return None
-    return ResumePoint(parts[1], int(parts[2]))
+    return parse_token(token, MESSAGES_KIND)
 
 
 async def watch_messages(

@@ -7,7 +7,9 @@ import binascii
 import re
 from dataclasses import dataclass
 
-_VERSION = "1"
+#: The token kinds: WatchSessions ("1") and WatchMessages ("m1") tokens never pass for each other.
+SESSIONS_KIND = "1"
+MESSAGES_KIND = "m1"
 _JOURNAL_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -17,13 +19,13 @@ class ResumePoint:
     seq: int
 
 
-def format_token(journal_id: str, seq: int) -> str:
-    raw = f"{_VERSION}:{journal_id}:{seq}".encode()
+def format_token(journal_id: str, seq: int, kind: str = SESSIONS_KIND) -> str:
+    raw = f"{kind}:{journal_id}:{seq}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def parse_token(token: str) -> ResumePoint | None:
-    """The point a token names, or None if it is not a token this service made."""
+def parse_token(token: str, kind: str = SESSIONS_KIND) -> ResumePoint | None:
+    """The point a token of `kind` names, or None if it is not one this service made."""
     if not token or len(token) > 128:
         return None
     try:
@@ -31,7 +33,7 @@ def parse_token(token: str) -> ResumePoint | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     parts = raw.split(":")
-    if len(parts) != 3 or parts[0] != _VERSION or not _JOURNAL_ID.fullmatch(parts[1]):
+    if len(parts) != 3 or parts[0] != kind or not _JOURNAL_ID.fullmatch(parts[1]):
         return None
     if not parts[2].isdigit() or len(parts[2]) > 18:
         return None
